@@ -1,0 +1,21 @@
+# The gateway with its embedded sandbox pool. The sandbox creates namespaces, so the container needs
+# CAP_SYS_ADMIN (or unprivileged user namespaces on the node); candidates run as unprivileged uids.
+FROM python:3.11-slim AS build
+WORKDIR /src
+COPY pyproject.toml README.md ./
+# Dependency layer first, cached apart from the source.
+RUN python -m venv /opt/venv && /opt/venv/bin/pip install --no-cache-dir \
+    "fastapi==0.163.2" "uvicorn==0.54.0" "pydantic==2.14.3" "pydantic-settings==2.16.3" \
+    "prometheus-client==0.26.0" "httpx==0.28.1"
+COPY service ./service
+COPY sandbox_worker ./sandbox_worker
+COPY models ./models
+COPY loadtest ./loadtest
+RUN /opt/venv/bin/pip install --no-cache-dir --no-deps .
+
+FROM python:3.11-slim
+COPY --from=build /opt/venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH ACECODER_HOST=0.0.0.0 ACECODER_PORT=8000 PYTHONDONTWRITEBYTECODE=1
+EXPOSE 8000
+ENTRYPOINT ["acecoder-reward"]
+CMD ["serve"]

@@ -1,0 +1,66 @@
+"""One item's test reward, end to end: extract the code, plan the tests, run in the sandbox, judge.
+
+This is the seam the gateway (embedded pool) and, later, the queue worker share: `TestExecutor.execute`
+takes the raw response and tests and returns a `TestsResult`. The expected values stay in this process;
+only the program and the candidate-side hole expressions travel to the zygote.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+from sandbox_worker import assertions, extract, judge
+from sandbox_worker.pool import SandboxPool
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Limits for one program, already capped by the server's maxima."""
+
+    test_timeout_s: float
+    program_timeout_s: float
+    memory_mb: int
+    max_processes: int
+    max_open_files: int
+    max_file_bytes: int
+    scratch_mb: int
+    max_output_bytes: int
+    max_result_bytes: int
+
+
+@dataclass
+class ItemResult:
+    code: str | None
+    tests: judge.TestsResult
+
+
+class TestExecutor:
+    def __init__(self, pool: SandboxPool, allowed_modules: list[str]) -> None:
+        self.pool = pool
+        self.allowed_modules = allowed_modules
+
+    async def execute(self, response: str, tests: list[str], limits: Limits) -> ItemResult:
+        # Parsing untrusted text is CPU work: keep it off the event loop.
+        code, plans = await asyncio.to_thread(_prepare, response, tests)
+        if code is None:
+            return ItemResult(None, judge.not_run("no_code", len(tests), "no code found in the response"))
+        runnable = [p for p in plans if not p.invalid]
+        if not runnable:
+            return ItemResult(code, judge.judge(plans, {"status": "ok", "tests": []}))
+        job: dict[str, Any] = {
+            "code": code,
+            "tests": [{"holes": list(p.holes), "in_sandbox": p.in_sandbox} for p in runnable],
+            "limits": limits.__dict__,
+            "allowed_modules": self.allowed_modules,
+        }
+        report = await self.pool.run(job)
+        if report["status"] == "infra_error":
+            return ItemResult(code, judge.not_run("infra_error", len(tests), str(report.get("error"))))
+        return ItemResult(code, judge.judge(plans, report))
+
+
+def _prepare(response: str, tests: list[str]) -> tuple[str | None, list[assertions.TestPlan]]:
+    code = extract.extract_code(response, extract.called_names(tests))
+    return code, [assertions.plan_test(t) for t in tests]

@@ -1,0 +1,103 @@
+"""Taking the program out of a raw LLM response, the way the seed did.
+
+Order: drop `<think>...</think>` blocks; if there are fenced python blocks, take the one that defines the
+names the tests call (else the longest); else, if the whole text parses, it is already code; else the
+longest run of consecutive lines that parses. Parsing untrusted text is bounded by the response size cap.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+
+_THINK = re.compile(r"<think>.*?(?:</think>|\Z)", re.DOTALL | re.IGNORECASE)
+_FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
+_PYTHON_TAGS = {"", "python", "python3", "py"}
+MAX_SCAN_LINES = 1000
+MAX_PARSE_ATTEMPTS = 3000  # bounds the search on hostile prose
+
+
+def extract_code(response: str, test_names: set[str] | None = None) -> str | None:
+    """Returns the program to run, or None when the response holds no code."""
+    text = _THINK.sub("", response)
+    blocks = [body for tag, body in _FENCE.findall(text) if tag.lower() in _PYTHON_TAGS]
+    if blocks:
+        return _pick_block(blocks, test_names or set())
+    if not text.strip():
+        return None
+    if _parses(text):
+        return text
+    return _longest_parsing_run(text.splitlines())
+
+
+def _pick_block(blocks: list[str], test_names: set[str]) -> str:
+    if test_names:
+        scored = [(len(_defined_names(b) & test_names), len(b), b) for b in blocks]
+        best = max(scored, key=lambda t: (t[0], t[1]))
+        if best[0]:
+            return best[2]
+    return max(blocks, key=len)
+
+
+def _defined_names(code: str) -> set[str]:
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return set()
+    names = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign):
+            names |= {t.id for t in node.targets if isinstance(t, ast.Name)}
+    return names
+
+
+def _parses(code: str) -> bool:
+    try:
+        ast.parse(code)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return False
+    return True
+
+
+def _longest_parsing_run(lines: list[str]) -> str | None:
+    """The longest span of consecutive lines that parses and is not just prose-free blanks."""
+    lines = lines[:MAX_SCAN_LINES]
+    best: tuple[int, str] | None = None
+    attempts = 0
+    for start in range(len(lines)):
+        if not lines[start].strip() or lines[start][0].isspace():
+            continue
+        for end in range(len(lines), start, -1):
+            if best is not None and end - start <= best[0]:
+                break
+            attempts += 1
+            if attempts > MAX_PARSE_ATTEMPTS:
+                return best[1] if best else None
+            chunk = "\n".join(lines[start:end])
+            if _has_code(chunk) and _parses(chunk):
+                best = (end - start, chunk)
+                break
+    return best[1] if best else None
+
+
+def _has_code(chunk: str) -> bool:
+    """A run of prose words can parse as an expression; require a statement worth running."""
+    try:
+        tree = ast.parse(chunk)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return False
+    return any(not isinstance(n, ast.Expr) or isinstance(n.value, ast.Call) for n in tree.body)
+
+
+def called_names(tests: list[str]) -> set[str]:
+    """Names the tests call, to choose among several fenced blocks."""
+    names: set[str] = set()
+    for test in tests:
+        try:
+            tree = ast.parse(test)
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
+            continue
+        names |= {n.func.id for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
+    return names

@@ -1,0 +1,228 @@
+"""Linux isolation primitives for sandboxed runs: namespaces, mounts, credentials, resource limits.
+
+The zygote calls `prepare_zygote()` once: it enters a private mount namespace in which secrets are masked
+and the whole file system is read-only. Each run is then `clone()`d straight into fresh PID, network,
+mount, IPC and UTS namespaces (so the run is PID 1 of its own PID namespace and killing it kills every
+process it started), mounts its own /proc and a size-capped tmpfs scratch dir, drops to an unprivileged
+uid of its own (or, when the worker is not root, drops every capability inside a user namespace), and sets
+rlimits. Python 3.11 has no `os.unshare`, hence ctypes.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import resource
+import signal
+import sys
+from dataclasses import dataclass
+from typing import Callable, NoReturn
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+RUN_NAMESPACES = CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS
+
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
+MS_BIND, MS_MOVE, MS_REC, MS_PRIVATE = 4096, 8192, 16384, 1 << 18
+AT_FDCWD, AT_RECURSIVE = -100, 0x8000
+MOUNT_ATTR_RDONLY, MOUNT_ATTR_NOSUID = 0x1, 0x2
+SYS_CLONE = {"x86_64": 56, "aarch64": 220}
+SYS_MOUNT_SETATTR = 442
+PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS = 1, 38
+SCRATCH_DIR = "/tmp"
+
+_libc = ctypes.CDLL(None, use_errno=True)
+# PyDLL keeps the GIL held across the call: clone() must not run with the GIL released.
+_libc_gil = ctypes.PyDLL(None, use_errno=True)
+
+
+class IsolationUnavailable(RuntimeError):
+    """The kernel refused a namespace or mount the sandbox needs; the worker must not start."""
+
+
+@dataclass(frozen=True)
+class RunLimits:
+    """Resource limits applied to one sandboxed run (all processes it starts)."""
+
+    memory_mb: int
+    cpu_s: int
+    max_processes: int
+    max_open_files: int
+    max_file_bytes: int
+    scratch_mb: int
+
+
+def _check(ret: int, what: str) -> int:
+    if ret < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+    return ret
+
+
+def unshare(flags: int) -> None:
+    _check(_libc.unshare(ctypes.c_int(flags)), "unshare")
+
+
+def mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
+    enc = (lambda s: None if s is None else s.encode())
+    _check(_libc.mount(enc(source), enc(target), enc(fstype), ctypes.c_ulong(flags), enc(data)),
+           f"mount {target}")
+
+
+class _MountAttr(ctypes.Structure):
+    _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64),
+                ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]
+
+
+def make_tree_readonly(path: str) -> None:
+    """mount_setattr(AT_RECURSIVE): every mount under `path` read-only and nosuid, in one call."""
+    attr = _MountAttr(MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID, 0, 0, 0)
+    _check(_libc.syscall(ctypes.c_long(SYS_MOUNT_SETATTR), ctypes.c_int(AT_FDCWD), path.encode(),
+                         ctypes.c_uint(AT_RECURSIVE), ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr))),
+           "mount_setattr")
+
+
+def _write(path: str, text: str) -> None:
+    with open(path, "w") as f:
+        f.write(text)
+
+
+def _uid_mapped(uid: int) -> bool:
+    with open("/proc/self/uid_map") as f:
+        for line in f:
+            inside, _, count = (int(x) for x in line.split())
+            if inside <= uid < inside + count:
+                return True
+    return False
+
+
+def prepare_zygote(hidden_paths: list[str], keep_paths: list[str], run_uid: int) -> str:
+    """Gives the zygote a private, read-only view of the file system; returns the mode.
+
+    'root': runs switch to `run_uid`. 'userns' (not root, or a rootless container where `run_uid` does
+    not exist): the zygote enters a user namespace of its own and runs drop every capability instead.
+    """
+    mode = "root" if os.geteuid() == 0 and _uid_mapped(run_uid) else "userns"
+    uid, gid = os.geteuid(), os.getegid()
+    try:
+        unshare(CLONE_NEWNS | (CLONE_NEWUSER if mode == "userns" else 0))
+        if mode == "userns":
+            _write("/proc/self/setgroups", "deny")
+            _write("/proc/self/uid_map", f"0 {uid} 1")
+            _write("/proc/self/gid_map", f"0 {gid} 1")
+        mount(None, "/", None, MS_REC | MS_PRIVATE)
+        mount("tmpfs", SCRATCH_DIR, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0755")
+        for index, hidden in enumerate(hidden_paths):
+            _mask(hidden, [k for k in keep_paths if _is_under(k, hidden)], index)
+        make_tree_readonly("/")
+    except OSError as exc:
+        raise IsolationUnavailable(
+            f"sandbox isolation unavailable ({exc}); the sandbox needs mount namespaces and mount_setattr "
+            "(Linux >= 5.12, root or unprivileged user namespaces); set ACECODER_SANDBOX_ISOLATION=none "
+            "to run WITHOUT isolation (unsafe)") from exc
+    return mode
+
+
+def _is_under(path: str, parent: str) -> bool:
+    return path == parent or path.startswith(parent.rstrip("/") + "/")
+
+
+def _mask(hidden: str, keep: list[str], index: int) -> None:
+    """Covers `hidden` with an empty tmpfs, then re-exposes the `keep` paths under it (the Python install)."""
+    if not os.path.isdir(hidden) or os.path.islink(hidden):
+        return
+    stage = []
+    for n, path in enumerate(keep):
+        spot = f"{SCRATCH_DIR}/stage-{index}-{n}"
+        os.mkdir(spot)
+        mount(path, spot, None, MS_BIND | MS_REC)
+        stage.append((spot, path))
+    mount("tmpfs", hidden, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0755")
+    for spot, path in stage:
+        os.makedirs(path, exist_ok=True)
+        mount(spot, path, None, MS_MOVE)
+
+
+def clone_into_namespaces(child: Callable[[], NoReturn]) -> int:
+    """clone(2) a child into fresh namespaces; the child runs `child()` and never returns here."""
+    machine = os.uname().machine
+    pid = _libc_gil.syscall(ctypes.c_long(SYS_CLONE[machine]), ctypes.c_ulong(RUN_NAMESPACES | signal.SIGCHLD),
+                            ctypes.c_ulong(0), ctypes.c_ulong(0), ctypes.c_ulong(0), ctypes.c_ulong(0))
+    if pid == 0:
+        ctypes.pythonapi.PyOS_AfterFork_Child()
+        try:
+            child()
+        finally:
+            os._exit(70)
+    return _check(pid, "clone")
+
+
+def fork_plain(child: Callable[[], NoReturn]) -> int:
+    """The unisolated fallback an operator opted into: a plain fork in a new session."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.setsid()
+            child()
+        finally:
+            os._exit(70)
+    return pid
+
+
+def enter_sandbox(limits: RunLimits, uid: int, mode: str) -> None:
+    """Inside the cloned child: own /proc and scratch, rlimits, then no privileges at all."""
+    if mode != "none":
+        mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+        owner = uid if mode == "root" else 0
+        mount("tmpfs", SCRATCH_DIR, "tmpfs", MS_NOSUID | MS_NODEV,
+              f"size={limits.scratch_mb}m,mode=0700,uid={owner},gid={owner}")
+        os.chdir(SCRATCH_DIR)
+    _set_rlimits(limits)
+    if mode == "root":
+        os.setgroups([])
+        os.setgid(uid)
+        os.setuid(uid)
+    elif mode == "userns":
+        drop_capabilities()
+    _libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+    # After the credential change: the run dies with the zygote instead of outliving it.
+    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+def _set_rlimits(limits: RunLimits) -> None:
+    mem = limits.memory_mb * 1024 * 1024
+    resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
+    resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_s, limits.cpu_s + 1))
+    resource.setrlimit(resource.RLIMIT_NPROC, (limits.max_processes, limits.max_processes))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (limits.max_open_files, limits.max_open_files))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limits.max_file_bytes, limits.max_file_bytes))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+
+
+def drop_capabilities() -> None:
+    """capset() to nothing: the user-namespace root keeps its uid but loses every privilege."""
+    for cap in range(64):  # the bounding set, so nothing can come back through exec
+        _libc.prctl(24, cap, 0, 0, 0)  # PR_CAPBSET_DROP
+    header = _CapHeader(0x20080522, 0)
+    data = (_CapData * 2)()
+    _check(_libc.capset(ctypes.byref(header), data), "capset")
+
+
+def python_install_paths() -> list[str]:
+    """What the sandboxed interpreter must still read when secrets are masked."""
+    paths = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
+    paths |= {os.path.realpath(p) for p in sys.path if p and os.path.isdir(p)}
+    # Keep only outermost paths: a nested one is re-exposed with its parent.
+    return sorted(p for p in paths if not any(q != p and _is_under(p, q) for q in paths))

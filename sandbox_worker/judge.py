@@ -1,0 +1,101 @@
+"""The trusted judge: turns a zygote report plus the hidden test plans into per-test outcomes.
+
+Runs outside the sandbox, in the process that holds the expected values. A test passes only when it has a
+trusted result: its holes all came back as plain data and the outer expression is true on them (or, for a
+test judged in the sandbox, the test ran to its end without raising). Anything else is fail, error,
+timeout or not_run, never pass.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sandbox_worker import assertions
+from sandbox_worker.plain_data import decode
+
+PASS, FAIL, ERROR, TIMEOUT, NOT_RUN = "pass", "fail", "error", "timeout", "not_run"
+
+
+@dataclass
+class TestsResult:
+    """The tests reward of one item, as returned by the API."""
+
+    status: str
+    outcomes: list[str]
+    details: list[str | None]
+    judged_in_sandbox: list[int] = field(default_factory=list)
+    run_time_s: float = 0.0
+    kills: list[str] = field(default_factory=list)  # why runs were ended from outside (for metrics)
+
+    @property
+    def passed(self) -> int:
+        return self.outcomes.count(PASS)
+
+    @property
+    def total(self) -> int:
+        return len(self.outcomes)
+
+    @property
+    def pass_rate(self) -> float:
+        return self.passed / self.total if self.total else 0.0
+
+
+def not_run(status: str, total: int, detail: str) -> TestsResult:
+    return TestsResult(status, [NOT_RUN] * total, [detail] * total)
+
+
+def judge(plans: list[assertions.TestPlan], report: dict[str, Any]) -> TestsResult:
+    """`plans` are all the item's tests; the report covers the runnable ones, in the same order."""
+    runnable = iter(report["tests"])
+    outcomes: list[str] = []
+    details: list[str | None] = []
+    status = report["status"]
+    for plan in plans:
+        if plan.invalid:
+            outcomes.append(ERROR)
+            details.append(plan.invalid)
+            continue
+        outcome, detail = _judge_one(plan, next(runnable))
+        if status == "ok" and detail and detail.startswith("MemoryError"):
+            status = "memory_exceeded"
+        outcomes.append(outcome)
+        details.append(detail)
+    in_sandbox = [i for i, p in enumerate(plans) if p.in_sandbox]
+    return TestsResult(status, outcomes, details, in_sandbox, float(report.get("run_time_s", 0.0)),
+                       list(report.get("kills", [])))
+
+
+def _judge_one(plan: assertions.TestPlan, state: dict[str, Any]) -> tuple[str, str | None]:
+    if state["state"] == "timeout":
+        return TIMEOUT, state["error"]
+    if state["state"] == "not_run":
+        return NOT_RUN, state["error"]
+    if state["state"] == "error":
+        return ERROR, state["error"]
+    holes = state["holes"]
+    if len(holes) != len(plan.holes):
+        return ERROR, "the test produced no trusted result"
+    if plan.in_sandbox:
+        ok, value = holes[0]
+        return (PASS, None) if ok else _failure(str(value))
+    try:
+        values = [(True, decode(v)) if ok else (False, v) for ok, v in holes]
+    except (ValueError, TypeError, KeyError) as exc:
+        return ERROR, f"malformed result: {exc}"
+    try:
+        return (PASS, None) if assertions.evaluate(plan, values) else (FAIL, "assertion failed")
+    except assertions.HoleFailed as exc:
+        return _failure(exc.message)
+    except assertions.TestExpressionError as exc:
+        return ERROR, str(exc)
+
+
+def _failure(message: str) -> tuple[str, str]:
+    """An exception inside the test: AssertionError is a wrong answer, anything else an error."""
+    if message.startswith("AssertionError"):
+        return FAIL, message
+    if message.startswith("ModuleNotFoundError"):
+        reason = message.split(":", 1)[1].strip()
+        return ERROR, reason if reason.startswith("missing dependency") else f"missing dependency: {reason}"
+    return ERROR, message

@@ -1,0 +1,133 @@
+"""A pool of zygotes driven from asyncio: the owner side of the zygote protocol.
+
+Each zygote runs one program at a time, so the pool size is the number of programs run at once. A zygote
+that dies or stops answering (it never should: runs are watched from inside it) is killed and replaced, and
+the program it held gets an `infra_error` report instead of hanging its caller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import struct
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from sandbox_worker.isolation import IsolationUnavailable
+
+log = logging.getLogger(__name__)
+
+# The zygote's whole environment: nothing the worker holds (tokens, Redis URL) reaches it or its runs.
+ZYGOTE_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1"}
+REPLY_GRACE_S = 10.0
+
+
+@dataclass(frozen=True)
+class PoolConfig:
+    size: int
+    isolation: str  # "namespaces" or "none"
+    hidden_paths: tuple[str, ...]
+    uid_base: int
+
+
+class _Zygote:
+    def __init__(self, proc: asyncio.subprocess.Process, mode: str) -> None:
+        self.proc = proc
+        self.mode = mode
+
+    async def request(self, job: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        payload = json.dumps(job, separators=(",", ":")).encode()
+        self.proc.stdin.write(struct.pack(">I", len(payload)) + payload)
+        await self.proc.stdin.drain()
+        return await asyncio.wait_for(_read_frame(self.proc.stdout), timeout_s)
+
+    def kill(self) -> None:
+        if self.proc.returncode is None:
+            self.proc.kill()
+
+
+async def _read_frame(stream: asyncio.StreamReader) -> dict[str, Any]:
+    (size,) = struct.unpack(">I", await stream.readexactly(4))
+    return json.loads(await stream.readexactly(size))
+
+
+async def _start_zygote(config: PoolConfig, slot: int) -> _Zygote:
+    zygote_config = {"isolation": config.isolation, "hidden_paths": list(config.hidden_paths),
+                     "uid": config.uid_base + slot}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-I", "-m", "sandbox_worker.zygote", json.dumps(zygote_config),
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, cwd="/", env=ZYGOTE_ENV,
+        limit=1 << 26, start_new_session=True)
+    assert proc.stdout is not None
+    try:
+        hello = await asyncio.wait_for(_read_frame(proc.stdout), 60)
+    except (asyncio.IncompleteReadError, asyncio.TimeoutError) as exc:
+        proc.kill()
+        raise IsolationUnavailable("sandbox zygote failed to start") from exc
+    if not hello.get("ready"):
+        await proc.wait()
+        raise IsolationUnavailable(str(hello.get("error")))
+    return _Zygote(proc, str(hello["mode"]))
+
+
+class SandboxPool:
+    """`await pool.run(job)` runs one program on a free zygote and returns the zygote's report."""
+
+    def __init__(self, config: PoolConfig) -> None:
+        self.config = config
+        self._idle: asyncio.Queue[tuple[int, _Zygote]] = asyncio.Queue()
+        self._all: dict[int, _Zygote] = {}
+        self.mode = "unstarted"
+
+    async def start(self) -> None:
+        zygotes = await asyncio.gather(*(_start_zygote(self.config, s) for s in range(self.config.size)))
+        for slot, zygote in enumerate(zygotes):
+            self._all[slot] = zygote
+            self._idle.put_nowait((slot, zygote))
+        self.mode = zygotes[0].mode
+        if self.mode == "none":
+            log.warning("sandbox isolation is OFF (ACECODER_SANDBOX_ISOLATION=none): candidates are not contained")
+
+    async def close(self) -> None:
+        for zygote in self._all.values():
+            zygote.kill()
+        for zygote in self._all.values():
+            await zygote.proc.wait()
+
+    @property
+    def busy(self) -> int:
+        return self.config.size - self._idle.qsize()
+
+    async def run(self, job: dict[str, Any]) -> dict[str, Any]:
+        slot, zygote = await self._idle.get()
+        timeout_s = job["limits"]["program_timeout_s"] + REPLY_GRACE_S
+        try:
+            report = await zygote.request(job, timeout_s)
+        except asyncio.CancelledError:
+            # The caller went away mid-run: the zygote's reply would desynchronise the protocol.
+            await self._replace(slot, zygote)
+            raise
+        except (asyncio.TimeoutError, asyncio.IncompleteReadError, ConnectionError, OSError) as exc:
+            log.error("sandbox zygote %d failed (%s); replacing it", slot, type(exc).__name__)
+            await self._replace(slot, zygote)
+            return {"status": "infra_error", "tests": None, "error": "sandbox process failed"}
+        self._idle.put_nowait((slot, zygote))
+        return report
+
+    async def _replace(self, slot: int, zygote: _Zygote) -> None:
+        zygote.kill()
+        try:
+            fresh = await asyncio.shield(_start_zygote(self.config, slot))
+        except IsolationUnavailable:
+            log.exception("could not restart sandbox zygote %d", slot)
+            return
+        self._all[slot] = fresh
+        self._idle.put_nowait((slot, fresh))
+
+
+def default_pool_size() -> int:
+    return max(1, len(os.sched_getaffinity(0)))

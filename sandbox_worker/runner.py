@@ -1,0 +1,90 @@
+"""What runs inside the sandbox: load the program, evaluate each test's holes, report plain data.
+
+Everything here executes in the candidate's own process, so nothing here is trusted: the candidate can
+rewrite any of it. That is why this module never sees an expected value and never decides a pass; it only
+reports values (as exact-typed plain data) on the result channel, and the judge outside compares them.
+
+Frames on the result fd: 4-byte big-endian length + JSON object with an "ev" key:
+  loaded | load_error{error} | start{i} | hole{i, j, v | err} | end{i} | done
+"""
+
+from __future__ import annotations
+
+import builtins
+import os
+import struct
+import sys
+from typing import Any, NoReturn
+
+from sandbox_worker.plain_data import EncodeError, dumps, encode
+
+RESULT_FD = 3
+CANDIDATE_MODULE = "__candidate__"
+
+
+def send(frame: dict[str, Any]) -> None:
+    payload = dumps(frame)
+    data = struct.pack(">I", len(payload)) + payload
+    while data:
+        written = os.write(RESULT_FD, data)
+        data = data[written:]
+
+
+def describe(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}"
+    return text[:500]
+
+
+class _ImportGate:
+    """Meta-path finder: third-party packages outside the allowlist look missing, with the reason."""
+
+    def __init__(self, allowed: frozenset[str]) -> None:
+        self.allowed = allowed
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
+        top = name.partition(".")[0]
+        if top in sys.stdlib_module_names or top in self.allowed or top in sys.modules:
+            return None
+        raise ModuleNotFoundError(
+            f"missing dependency: {top!r} is not available in the sandbox", name=top)
+
+
+def run(job: dict[str, Any], start: int) -> NoReturn:
+    """Runs tests[start:] of `job`, reporting on RESULT_FD, then exits without running atexit hooks."""
+    sys.meta_path.insert(0, _ImportGate(frozenset(job["allowed_modules"])))
+    sys.argv = ["solution.py"]
+    namespace: dict[str, Any] = {"__name__": CANDIDATE_MODULE, "__builtins__": builtins}
+    try:
+        code = compile(job["code"], "solution.py", "exec")
+        exec(code, namespace)
+    except BaseException as exc:  # noqa: BLE001 - SystemExit and KeyboardInterrupt are candidate behaviour too
+        send({"ev": "load_error", "error": describe(exc)})
+        os._exit(0)
+    send({"ev": "loaded"})
+    for index in range(start, len(job["tests"])):
+        _run_test(index, job["tests"][index], namespace)
+    send({"ev": "done"})
+    os._exit(0)
+
+
+def _run_test(index: int, test: dict[str, Any], namespace: dict[str, Any]) -> None:
+    send({"ev": "start", "i": index})
+    for j, source in enumerate(test["holes"]):
+        send(_evaluate_hole(index, j, source, test["in_sandbox"], namespace))
+    send({"ev": "end", "i": index})
+
+
+def _evaluate_hole(index: int, j: int, source: str, whole_test: bool, namespace: dict[str, Any]) -> dict[str, Any]:
+    frame: dict[str, Any] = {"ev": "hole", "i": index, "j": j}
+    try:
+        if whole_test:
+            exec(compile(source, f"test_{index}.py", "exec"), namespace)
+            value: Any = True
+        else:
+            value = eval(compile(source, f"test_{index}.py", "eval"), namespace)
+        frame["v"] = encode(value)
+    except EncodeError as exc:
+        frame["err"] = f"ResultError: {exc}"
+    except BaseException as exc:  # noqa: BLE001 - every failure of the test is a reported error
+        frame["err"] = describe(exc)
+    return frame

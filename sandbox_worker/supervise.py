@@ -1,0 +1,330 @@
+"""Supervising runs from outside: deadlines, output caps, typed exits, per-test restarts.
+
+Runs inside the zygote. A program's tests run in one child; when a test times out, crashes or exits the
+process, that test gets its outcome and a fresh child resumes at the next test, while the program-wide
+deadline still holds. Every way a run can end maps to a typed state; the zygote itself never blocks on
+the child: it waits on a selector over the result pipe, the output pipe and the child's pidfd, with the
+nearest deadline as timeout, and kills the child's whole PID namespace with one SIGKILL.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import signal
+import struct
+import time
+from dataclasses import dataclass, field
+from typing import Any, NoReturn
+
+from sandbox_worker import isolation, runner
+
+READ_CHUNK = 1 << 16
+OUTPUT_HEAD_BYTES = 2048
+
+
+@dataclass
+class TestState:
+    state: str = "not_run"  # done | timeout | error | not_run
+    holes: list[Any] = field(default_factory=list)  # [ok, encoded value or error message] per hole
+    error: str | None = None
+
+
+@dataclass
+class RunEnd:
+    """How one child ended: `reason` is done | load_error | test_timeout | program_timeout |
+    output_exceeded | result_exceeded | protocol_error | exited | signaled."""
+
+    reason: str
+    detail: str = ""
+    current: int | None = None  # the test in progress when it ended
+    last_started: int = -1
+
+
+class Supervisor:
+    def __init__(self, mode: str, uid: int, protocol_fds: tuple[int, ...]) -> None:
+        self.mode = mode
+        self.uid = uid
+        self.protocol_fds = protocol_fds
+
+    def self_check(self) -> None:
+        """One trivial isolated run at startup, so a refused namespace fails the worker, not a request."""
+        report = self.run_program({"code": "x = 1", "tests": [{"holes": ["x"], "in_sandbox": False}],
+                                   "limits": _default_limits(), "allowed_modules": []})
+        if report["tests"][0]["state"] != "done" or report["status"] != "ok":
+            raise isolation.IsolationUnavailable(f"sandbox self-check failed: {report}")
+
+    def run_program(self, job: dict[str, Any]) -> dict[str, Any]:
+        limits = job["limits"]
+        started = time.monotonic()
+        program_deadline = started + limits["program_timeout_s"]
+        tests = [TestState() for _ in job["tests"]]
+        status, output, kills, runs, start = "ok", b"", [], 0, 0
+        while True:
+            runs += 1
+            end, out = self._run_child(job, start, tests, program_deadline, limits)
+            output = output or out
+            if end.reason == "done":
+                break
+            if end.reason == "load_error":
+                status = _load_status(end.detail)
+                for t in tests[start:]:
+                    t.state, t.error = "error", f"program failed before the tests: {end.detail}"
+                break
+            kills.append(end.reason)
+            status = status if status != "ok" else _status_of(end)
+            nxt = self._mark_interrupted(end, tests, start)
+            if end.reason == "program_timeout" or nxt >= len(tests) or nxt <= start - 1:
+                break
+            start = nxt
+        return {"status": status, "tests": [t.__dict__ for t in tests], "runs": runs, "kills": kills,
+                "output": output.decode("utf-8", "replace"), "run_time_s": time.monotonic() - started}
+
+    def _mark_interrupted(self, end: RunEnd, tests: list[TestState], start: int) -> int:
+        """Gives the interrupted test its outcome; returns where the next child resumes."""
+        current = end.current
+        if current is None:
+            # Died between tests (or before the first): the next unstarted test is the culprit.
+            current = max(end.last_started + 1, start)
+            if current >= len(tests):
+                return current
+        test = tests[current]
+        if end.reason in ("test_timeout", "program_timeout"):
+            test.state, test.error = "timeout", end.detail
+        else:
+            test.state, test.error = "error", end.detail
+        return current + 1
+
+    def _run_child(self, job: dict[str, Any], start: int, tests: list[TestState], program_deadline: float,
+                   limits: dict[str, Any]) -> tuple[RunEnd, bytes]:
+        result_r, result_w = os.pipe()
+        output_r, output_w = os.pipe()
+        run_limits = _run_limits(limits)
+        pid = self._spawn(job, start, run_limits, result_w, output_w)
+        os.close(result_w)
+        os.close(output_w)
+        pidfd = os.pidfd_open(pid)
+        watcher = _Watcher(result_r, output_r, pidfd, tests, limits)
+        try:
+            end = watcher.watch(program_deadline)
+        finally:
+            wait_status = _kill_and_reap(pid)
+            for fd in (result_r, output_r, pidfd):
+                os.close(fd)
+        if end.reason == "exited":
+            end = _refine_exit(end, wait_status)
+        return end, watcher.output_head
+
+    def _spawn(self, job: dict[str, Any], start: int, limits: isolation.RunLimits, result_w: int,
+               output_w: int) -> int:
+        def child() -> NoReturn:
+            os.dup2(result_w, runner.RESULT_FD)
+            os.dup2(output_w, 1)
+            os.dup2(output_w, 2)
+            devnull = os.open(os.devnull, os.O_RDONLY)
+            os.dup2(devnull, 0)
+            os.closerange(runner.RESULT_FD + 1, 1 << 16)  # the protocol fds and everything else
+            os.environ.clear()
+            os.environ.update({"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": isolation.SCRATCH_DIR})
+            isolation.enter_sandbox(limits, self.uid, self.mode)
+            runner.run(job, start)
+
+        if self.mode == "none":
+            return isolation.fork_plain(child)
+        return isolation.clone_into_namespaces(child)
+
+
+class _Watcher:
+    """Reads one child's frames and output until it ends; applies the deadlines and caps."""
+
+    def __init__(self, result_r: int, output_r: int, pidfd: int, tests: list[TestState],
+                 limits: dict[str, Any]) -> None:
+        self.result_r, self.output_r, self.pidfd = result_r, output_r, pidfd
+        self.tests = tests
+        self.limits = limits
+        self.buffer = b""
+        self.result_bytes = 0
+        self.output_bytes = 0
+        self.output_head = b""
+        self.current: int | None = None
+        self.last_started = -1
+        self.test_deadline: float | None = None
+        self.finished: RunEnd | None = None
+
+    def _end(self, reason: str, detail: str) -> RunEnd:
+        return RunEnd(reason, detail, self.current, self.last_started)
+
+    def watch(self, program_deadline: float) -> RunEnd:
+        with selectors.DefaultSelector() as sel:
+            for fd in (self.result_r, self.output_r, self.pidfd):
+                os.set_blocking(fd, False)
+                sel.register(fd, selectors.EVENT_READ)
+            while self.finished is None:
+                deadline = min(program_deadline, self.test_deadline or program_deadline)
+                timeout = deadline - time.monotonic()
+                if timeout <= 0:
+                    return self._deadline_end(program_deadline)
+                for key, _ in sel.select(timeout):
+                    if key.fd == self.pidfd:
+                        return self._exit_end(sel)
+                    ended = self._pump(key.fd, sel)
+                    if ended:
+                        return ended
+        return self.finished
+
+    def _deadline_end(self, program_deadline: float) -> RunEnd:
+        if time.monotonic() >= program_deadline:
+            return self._end("program_timeout", f"program exceeded {self.limits['program_timeout_s']} s")
+        return self._end("test_timeout", f"test exceeded {self.limits['test_timeout_s']} s")
+
+    def _exit_end(self, sel: selectors.BaseSelector) -> RunEnd:
+        """The child exited: take what it left in the pipes (the caller refines how it ended)."""
+        for fd in (self.result_r, self.output_r):
+            for _ in range(1024):  # its namespace is being torn down; stragglers stop writing soon
+                if fd not in sel.get_map():
+                    break
+                try:
+                    data = os.read(fd, READ_CHUNK)
+                except BlockingIOError:
+                    break
+                if not data:
+                    break
+                ended = self._on_output(data) if fd == self.output_r else self._on_result(data)
+                if ended is not None:
+                    return ended
+        return self._end("exited", "the program exited before finishing its tests")
+
+    def _pump(self, fd: int, sel: selectors.BaseSelector) -> RunEnd | None:
+        try:
+            data = os.read(fd, READ_CHUNK)
+        except BlockingIOError:
+            return None
+        if not data:
+            sel.unregister(fd)
+            return None
+        if fd == self.output_r:
+            return self._on_output(data)
+        return self._on_result(data)
+
+    def _on_output(self, data: bytes) -> RunEnd | None:
+        self.output_bytes += len(data)
+        if len(self.output_head) < OUTPUT_HEAD_BYTES:
+            self.output_head += data[: OUTPUT_HEAD_BYTES - len(self.output_head)]
+        if self.output_bytes > self.limits["max_output_bytes"]:
+            return self._end("output_exceeded", f"output exceeded {self.limits['max_output_bytes']} bytes")
+        return None
+
+    def _on_result(self, data: bytes) -> RunEnd | None:
+        self.result_bytes += len(data)
+        if self.result_bytes > self.limits["max_result_bytes"]:
+            return self._end("result_exceeded", f"results exceeded {self.limits['max_result_bytes']} bytes")
+        self.buffer += data
+        while len(self.buffer) >= 4:
+            (size,) = struct.unpack(">I", self.buffer[:4])
+            if size > self.limits["max_result_bytes"]:
+                return self._end("protocol_error", "malformed result frame")
+            if len(self.buffer) < 4 + size:
+                return None
+            payload, self.buffer = self.buffer[4: 4 + size], self.buffer[4 + size:]
+            try:
+                ended = self._on_frame(json.loads(payload))
+            except (ValueError, KeyError, TypeError, IndexError):
+                return self._end("protocol_error", "malformed result frame")
+            if ended:
+                return ended
+        return None
+
+    def _on_frame(self, frame: dict[str, Any]) -> RunEnd | None:
+        ev = frame["ev"]
+        if ev == "load_error":
+            return RunEnd("load_error", str(frame["error"])[:500], None, self.last_started)
+        if ev == "start":
+            index = _index(frame["i"], self.tests)
+            self.current, self.last_started = index, max(self.last_started, index)
+            self.test_deadline = time.monotonic() + self.limits["test_timeout_s"]
+        elif ev == "hole":
+            self._on_hole(frame)
+        elif ev == "end":
+            index = _index(frame["i"], self.tests)
+            test = self.tests[index]
+            if test.state == "not_run":
+                test.state = "done"
+            self.current, self.test_deadline = None, None
+        elif ev == "done":
+            return RunEnd("done")
+        elif ev != "loaded":
+            raise ValueError(ev)
+        return None
+
+    def _on_hole(self, frame: dict[str, Any]) -> None:
+        test = self.tests[_index(frame["i"], self.tests)]
+        j = int(frame["j"])
+        if j != len(test.holes) or test.state != "not_run":
+            raise ValueError("hole out of order")
+        if "err" in frame:
+            test.holes.append([False, str(frame["err"])[:500]])
+        else:
+            test.holes.append([True, frame["v"]])
+
+
+def _index(value: Any, tests: list[TestState]) -> int:
+    if type(value) is not int or not 0 <= value < len(tests):
+        raise ValueError("bad test index")
+    return value
+
+
+def _kill_and_reap(pid: int) -> int:
+    """SIGKILL to the run's PID 1 takes its whole PID namespace down; returns the wait status."""
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    _, status = os.waitpid(pid, 0)
+    return status
+
+
+def _refine_exit(end: RunEnd, wait_status: int) -> RunEnd:
+    if os.WIFSIGNALED(wait_status):
+        sig = os.WTERMSIG(wait_status)
+        if sig == signal.SIGXCPU:
+            return RunEnd("cpu_exceeded", "CPU time limit exceeded", end.current, end.last_started)
+        name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else str(sig)
+        return RunEnd("signaled", f"process killed by {name}", end.current, end.last_started)
+    code = os.WEXITSTATUS(wait_status)
+    return RunEnd("exited", f"the program exited with status {code} before finishing its tests",
+                  end.current, end.last_started)
+
+
+_STATUS_BY_END = {
+    "test_timeout": "timeout", "program_timeout": "timeout", "cpu_exceeded": "timeout",
+    "output_exceeded": "output_exceeded", "result_exceeded": "output_exceeded",
+    "protocol_error": "crashed", "signaled": "crashed", "exited": "exited",
+}
+
+
+def _status_of(end: RunEnd) -> str:
+    if end.reason == "signaled" and "SIGKILL" in end.detail:
+        return "memory_exceeded"  # nobody but the kernel's OOM killer sends SIGKILL we did not send
+    return _STATUS_BY_END.get(end.reason, "crashed")
+
+
+def _load_status(error: str) -> str:
+    if error.startswith(("SyntaxError", "IndentationError", "TabError")):
+        return "syntax_error"
+    if error.startswith("MemoryError"):
+        return "memory_exceeded"
+    return "runtime_error"
+
+
+def _run_limits(limits: dict[str, Any]) -> isolation.RunLimits:
+    return isolation.RunLimits(
+        memory_mb=limits["memory_mb"], cpu_s=int(limits["program_timeout_s"]) + 1,
+        max_processes=limits["max_processes"], max_open_files=limits["max_open_files"],
+        max_file_bytes=limits["max_file_bytes"], scratch_mb=limits["scratch_mb"])
+
+
+def _default_limits() -> dict[str, Any]:
+    return {"test_timeout_s": 10.0, "program_timeout_s": 20.0, "memory_mb": 1024, "max_processes": 8,
+            "max_open_files": 64, "max_file_bytes": 1 << 20, "scratch_mb": 4, "max_output_bytes": 1 << 16,
+            "max_result_bytes": 1 << 16}

@@ -1,0 +1,89 @@
+"""The zygote: a pre-imported process that clones one isolated child per run and watches it from outside.
+
+Protocol with its owner (the pool) on stdin/stdout: 4-byte big-endian length + JSON.
+  owner -> zygote: {"code", "tests": [{"holes": [...], "in_sandbox": bool}], "limits": {...},
+                    "allowed_modules": [...]}
+  zygote -> owner: the report of `supervise.run_program`.
+The first frame the zygote sends is its readiness: {"ready": true, "mode": ...} or {"ready": false, "error"}.
+
+The zygote never receives expected values (the judge keeps them), and its environment was scrubbed by the
+pool before exec, so a child that reads its own memory or /proc/self/environ finds no secrets.
+"""
+
+from __future__ import annotations
+
+# Pre-imported so that a run pays a fork, not an import. Candidates commonly use these.
+import bisect  # noqa: F401
+import collections  # noqa: F401
+import copy  # noqa: F401
+import dataclasses  # noqa: F401
+import datetime  # noqa: F401
+import decimal  # noqa: F401
+import fractions  # noqa: F401
+import functools  # noqa: F401
+import hashlib  # noqa: F401
+import heapq  # noqa: F401
+import itertools  # noqa: F401
+import json
+import math  # noqa: F401
+import os
+import random  # noqa: F401
+import re  # noqa: F401
+import statistics  # noqa: F401
+import string  # noqa: F401
+import struct
+import sys
+import typing  # noqa: F401
+
+from sandbox_worker import isolation, supervise
+
+
+def _read_exact(fd: int, size: int) -> bytes:
+    chunks = []
+    while size:
+        chunk = os.read(fd, size)
+        if not chunk:
+            raise EOFError
+        chunks.append(chunk)
+        size -= len(chunk)
+    return b"".join(chunks)
+
+
+def read_frame(fd: int) -> dict:
+    (size,) = struct.unpack(">I", _read_exact(fd, 4))
+    return json.loads(_read_exact(fd, size))
+
+
+def write_frame(fd: int, frame: dict) -> None:
+    payload = json.dumps(frame, separators=(",", ":")).encode()
+    data = struct.pack(">I", len(payload)) + payload
+    while data:
+        data = data[os.write(fd, data):]
+
+
+def main() -> None:
+    config = json.loads(sys.argv[1])
+    proto_in, proto_out = os.dup(0), os.dup(1)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1):
+        os.dup2(devnull, fd)  # stray prints in the zygote must never corrupt the protocol
+    try:
+        mode = config["isolation"]
+        if mode != "none":
+            mode = isolation.prepare_zygote(config["hidden_paths"], isolation.python_install_paths(), config["uid"])
+        supervisor = supervise.Supervisor(mode=mode, uid=config["uid"], protocol_fds=(proto_in, proto_out))
+        supervisor.self_check()
+    except Exception as exc:  # noqa: BLE001 - reported to the owner, which refuses to start
+        write_frame(proto_out, {"ready": False, "error": str(exc)})
+        return
+    write_frame(proto_out, {"ready": True, "mode": mode})
+    while True:
+        try:
+            job = read_frame(proto_in)
+        except EOFError:
+            return
+        write_frame(proto_out, supervisor.run_program(job))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,106 @@
+"""The app factory: wires settings -> sandbox pool -> executor -> reward service -> routes, in reading order."""
+
+from __future__ import annotations
+
+import logging
+import time
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from sandbox_worker.executor import TestExecutor
+from sandbox_worker.pool import PoolConfig, SandboxPool
+from service import protocol
+from service.body_limit import BodyLimitMiddleware
+from service.errors import Overloaded, ServiceError, Unavailable
+from service.metrics import Metrics
+from service.rewards import RewardService
+from service.settings import Settings
+
+log = logging.getLogger(__name__)
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"model": protocol.ErrorResponse} for code in (413, 422, 429, 503)}
+
+
+def create_app(settings: Settings) -> FastAPI:
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        pool = SandboxPool(PoolConfig(size=settings.resolved_pool_size(), isolation=settings.sandbox_isolation,
+                                      hidden_paths=tuple(settings.sandbox_hidden_paths),
+                                      uid_base=settings.sandbox_uid_base))
+        await pool.start()
+        executor = TestExecutor(pool, settings.sandbox_allowed_modules)
+        app.state.rewards = RewardService(executor, settings, metrics)
+        log.info("sandbox pool ready: %d zygotes, isolation=%s", pool.config.size, pool.mode)
+        try:
+            yield
+        finally:
+            app.state.rewards = None
+            await pool.close()
+
+    app = FastAPI(title="AceCoder reward service", version="0.1.0", lifespan=lifespan)
+    app.state.rewards = None
+    app.state.metrics = metrics
+    _install_error_handlers(app)
+    _install_routes(app)
+    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    _install_request_metrics(app, metrics)
+    return app
+
+
+def _rewards(request: Request) -> RewardService:
+    service = request.app.state.rewards
+    if service is None:
+        raise Unavailable("the sandbox pool is not ready")
+    return service
+
+
+def _install_routes(app: FastAPI) -> None:
+    @app.get("/health")
+    async def health(request: Request) -> JSONResponse:
+        ready = request.app.state.rewards is not None
+        return JSONResponse({"status": "ok" if ready else "starting"}, status_code=200 if ready else 503)
+
+    @app.get("/metrics")
+    async def metrics_route(request: Request) -> Response:
+        return Response(generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.post("/v1/rewards", response_model=protocol.RewardResponse, responses=ERROR_RESPONSES)
+    async def rewards(body: protocol.RewardRequest, request: Request) -> protocol.RewardResponse:
+        return await _rewards(request).score(body)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ServiceError)
+    async def service_error(request: Request, exc: ServiceError) -> JSONResponse:
+        headers = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, Overloaded) else None
+        return JSONResponse(exc.body(), status_code=exc.status_code, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        first = errors[0] if errors else {"loc": ("body",), "msg": "invalid request"}
+        field = ".".join(str(p) for p in first["loc"][1:]) or "body"
+        details = [{"field": ".".join(str(p) for p in e["loc"][1:]) or "body", "message": e["msg"]}
+                   for e in errors[:20]]
+        body = {"error": {"code": "invalid_request", "message": f"{field}: {first['msg']}", "field": field,
+                          "details": details}}
+        return JSONResponse(body, status_code=422)
+
+
+def _install_request_metrics(app: FastAPI, metrics: Metrics) -> None:
+    @app.middleware("http")
+    async def record(request: Request, call_next: Any) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        metrics.requests.labels(path, str(response.status_code)).inc()
+        metrics.latency.labels(path).observe(time.perf_counter() - started)
+        return response

@@ -1,0 +1,47 @@
+"""Domain errors, mapped to HTTP status in exactly one place (`app._install_error_handlers`).
+
+ServiceError
+ +-- InvalidRequest      422  a field is wrong; names the field
+ +-- PayloadTooLarge     413  body over the configured size
+ +-- Overloaded          429  admission limit reached; carries Retry-After
+ +-- Unavailable         503  the sandbox pool is not ready
+"""
+
+from __future__ import annotations
+
+
+class ServiceError(Exception):
+    status_code = 500
+    code = "internal_error"
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+    def body(self) -> dict[str, object]:
+        error: dict[str, object] = {"code": self.code, "message": self.message}
+        if self.field is not None:
+            error["field"] = self.field
+        return {"error": error}
+
+
+class InvalidRequest(ServiceError):
+    status_code = 422
+    code = "invalid_request"
+
+
+class PayloadTooLarge(ServiceError):
+    status_code = 413
+    code = "payload_too_large"
+
+
+class Overloaded(ServiceError):
+    status_code = 429
+    code = "overloaded"
+    retry_after_s = 1
+
+
+class Unavailable(ServiceError):
+    status_code = 503
+    code = "unavailable"

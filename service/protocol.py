@@ -1,0 +1,64 @@
+"""Wire schemas of the public API, on one strict base model (unknown fields are an error)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=False)
+
+
+class RewardItem(StrictModel):
+    question: str | None = Field(None, description="The problem statement (used by the model reward).")
+    response: str = Field(description="The raw LLM response; the program is extracted from it.")
+    tests: list[str] = Field(min_length=1, description="Assert-style tests, one statement (or block) each.")
+
+
+class LimitsIn(StrictModel):
+    test_timeout_s: float | None = Field(None, gt=0, description="Per-test wall-clock limit; capped by the server.")
+    program_timeout_s: float | None = Field(None, gt=0, description="Whole-program limit; capped by the server.")
+    memory_mb: int | None = Field(None, gt=0, description="Address-space limit per process; capped by the server.")
+
+
+class RewardRequest(StrictModel):
+    items: list[RewardItem] = Field(min_length=1)
+    reward: Literal["tests"] = "tests"
+    tests_reward: Literal["pass_rate", "binary"] = "pass_rate"
+    limits: LimitsIn | None = None
+
+
+class TestsOut(BaseModel):
+    status: str = Field(description="What happened to the program: ok, no_code, syntax_error, runtime_error, "
+                        "timeout, memory_exceeded, output_exceeded, crashed, exited, infra_error.")
+    passed: int
+    total: int
+    pass_rate: float
+    outcomes: list[Literal["pass", "fail", "error", "timeout", "not_run"]]
+    details: list[str | None] = Field(description="Why each test did not pass (None when it passed).")
+    judged_in_sandbox: list[int] = Field(description="Indices of tests that could not be split and were judged "
+                                         "inside the sandbox (forgeable by a hostile program).")
+    run_time_s: float
+
+
+class ItemOut(BaseModel):
+    reward: float
+    code: str | None = Field(description="The program extracted from the response, as run.")
+    tests: TestsOut
+
+
+class RewardResponse(BaseModel):
+    rewards: list[float]
+    items: list[ItemOut]
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    field: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
