@@ -86,6 +86,13 @@ def make_tree_readonly(path: str) -> None:
            "mount_setattr")
 
 
+def set_mount_writable(path: str) -> None:
+    attr = _MountAttr(0, MOUNT_ATTR_RDONLY, 0, 0)
+    _check(_libc.syscall(ctypes.c_long(SYS_MOUNT_SETATTR), ctypes.c_int(AT_FDCWD), path.encode(),
+                         ctypes.c_uint(0), ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr))),
+           f"mount_setattr {path}")
+
+
 def _write(path: str, text: str) -> None:
     with open(path, "w") as f:
         f.write(text)
@@ -100,7 +107,8 @@ def _uid_mapped(uid: int) -> bool:
     return False
 
 
-def prepare_zygote(hidden_paths: list[str], keep_paths: list[str], run_uid: int) -> str:
+def prepare_zygote(hidden_paths: list[str], keep_paths: list[str], run_uid: int,
+                   writable_mounts: tuple[str, ...] = ()) -> str:
     """Gives the zygote a private, read-only view of the file system; returns the mode.
 
     'root': runs switch to `run_uid`. 'userns' (not root, or a rootless container where `run_uid` does
@@ -119,6 +127,8 @@ def prepare_zygote(hidden_paths: list[str], keep_paths: list[str], run_uid: int)
         for index, hidden in enumerate(hidden_paths):
             _mask(hidden, [k for k in keep_paths if _is_under(k, hidden)], index)
         make_tree_readonly("/")
+        for point in writable_mounts:  # the slot's cgroup: root-owned files, useless to the run's uid
+            set_mount_writable(point)
     except OSError as exc:
         raise IsolationUnavailable(
             f"sandbox isolation unavailable ({exc}); the sandbox needs mount namespaces and mount_setattr "
@@ -177,6 +187,7 @@ def enter_sandbox(limits: RunLimits, uid: int, mode: str) -> None:
     """Inside the cloned child: own /proc and scratch, rlimits, then no privileges at all."""
     if mode != "none":
         mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+        _write("/proc/self/oom_score_adj", "1000")  # under memory pressure, the run dies first
         owner = uid if mode == "root" else 0
         mount("tmpfs", SCRATCH_DIR, "tmpfs", MS_NOSUID | MS_NODEV,
               f"size={limits.scratch_mb}m,mode=0700,uid={owner},gid={owner}")

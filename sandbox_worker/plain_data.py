@@ -16,6 +16,8 @@ import json
 import math
 from typing import Any
 
+# Bound at import: inside the sandbox the candidate may have patched the builtins by the time we encode.
+_type, _repr, _format, _b64 = type, repr, format, base64.b64encode
 MAX_DEPTH = 100
 MAX_NODES = 200_000
 
@@ -60,19 +62,19 @@ def _encode(value: Any, depth: int, budget: list[int]) -> Any:
         raise EncodeError("result too large")
     if depth > MAX_DEPTH:
         raise EncodeError("result nested too deeply (or cyclic)")
-    kind = type(value)
+    kind = _type(value)
     if value is None or kind is bool:
         return value
     if kind is int:
         return {"i": _int_text(value)}
     if kind is float:
-        return {"f": repr(value)}
+        return {"f": _repr(value)}
     if kind is str:
         return value
     if kind is bytes:
-        return {"b": base64.b64encode(value).decode("ascii")}
+        return {"b": _b64(value).decode("ascii")}
     if kind is complex:
-        return {"c": [repr(value.real), repr(value.imag)]}
+        return {"c": [_repr(value.real), _repr(value.imag)]}
     if kind is list:
         return [_encode(v, depth + 1, budget) for v in value]
     if kind is tuple:
@@ -88,7 +90,7 @@ def _encode(value: Any, depth: int, budget: list[int]) -> Any:
 def _int_text(value: int) -> str:
     if value.bit_length() > 100_000:
         raise EncodeError("integer result too large")
-    return format(value, "x")
+    return _format(value, "x")
 
 
 def decode(data: Any) -> Any:

@@ -34,9 +34,10 @@ class PoolConfig:
 
 
 class _Zygote:
-    def __init__(self, proc: asyncio.subprocess.Process, mode: str) -> None:
+    def __init__(self, proc: asyncio.subprocess.Process, mode: str, cgroup: int | None) -> None:
         self.proc = proc
         self.mode = mode
+        self.cgroup = cgroup
 
     async def request(self, job: dict[str, Any], timeout_s: float) -> dict[str, Any]:
         assert self.proc.stdin is not None and self.proc.stdout is not None
@@ -57,7 +58,7 @@ async def _read_frame(stream: asyncio.StreamReader) -> dict[str, Any]:
 
 async def _start_zygote(config: PoolConfig, slot: int) -> _Zygote:
     zygote_config = {"isolation": config.isolation, "hidden_paths": list(config.hidden_paths),
-                     "uid": config.uid_base + slot}
+                     "uid": config.uid_base + slot, "cgroup_name": f"acecoder-{os.getpid()}-{slot}"}
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-I", "-m", "sandbox_worker.zygote", json.dumps(zygote_config),
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, cwd="/", env=ZYGOTE_ENV,
@@ -71,7 +72,7 @@ async def _start_zygote(config: PoolConfig, slot: int) -> _Zygote:
     if not hello.get("ready"):
         await proc.wait()
         raise IsolationUnavailable(str(hello.get("error")))
-    return _Zygote(proc, str(hello["mode"]))
+    return _Zygote(proc, str(hello["mode"]), hello.get("cgroup"))
 
 
 class SandboxPool:
@@ -82,6 +83,7 @@ class SandboxPool:
         self._idle: asyncio.Queue[tuple[int, _Zygote]] = asyncio.Queue()
         self._all: dict[int, _Zygote] = {}
         self.mode = "unstarted"
+        self.cgroup: int | None = None
 
     async def start(self) -> None:
         zygotes = await asyncio.gather(*(_start_zygote(self.config, s) for s in range(self.config.size)))
@@ -89,14 +91,23 @@ class SandboxPool:
             self._all[slot] = zygote
             self._idle.put_nowait((slot, zygote))
         self.mode = zygotes[0].mode
+        self.cgroup = zygotes[0].cgroup
+        if self.cgroup is None and self.mode != "none":
+            log.warning("no memory cgroup available: memory is limited per process only (rlimits)")
         if self.mode == "none":
             log.warning("sandbox isolation is OFF (ACECODER_SANDBOX_ISOLATION=none): candidates are not contained")
 
     async def close(self) -> None:
+        """Closing stdin lets each zygote remove its cgroup; a zygote that lingers is killed."""
         for zygote in self._all.values():
-            zygote.kill()
+            if zygote.proc.stdin is not None:
+                zygote.proc.stdin.close()
         for zygote in self._all.values():
-            await zygote.proc.wait()
+            try:
+                await asyncio.wait_for(zygote.proc.wait(), 5)
+            except asyncio.TimeoutError:
+                zygote.kill()
+                await zygote.proc.wait()
 
     @property
     def busy(self) -> int:

@@ -22,11 +22,15 @@ RESULT_FD = 3
 CANDIDATE_MODULE = "__candidate__"
 
 
+# Bound at import, before the candidate runs: patching builtins or os/struct then cannot break reporting.
+_len, _write, _pack, _exit = len, os.write, struct.pack, os._exit
+
+
 def send(frame: dict[str, Any]) -> None:
     payload = dumps(frame)
-    data = struct.pack(">I", len(payload)) + payload
+    data = _pack(">I", _len(payload)) + payload
     while data:
-        written = os.write(RESULT_FD, data)
+        written = _write(RESULT_FD, data)
         data = data[written:]
 
 
@@ -59,12 +63,12 @@ def run(job: dict[str, Any], start: int) -> NoReturn:
         exec(code, namespace)
     except BaseException as exc:  # noqa: BLE001 - SystemExit and KeyboardInterrupt are candidate behaviour too
         send({"ev": "load_error", "error": describe(exc)})
-        os._exit(0)
+        _exit(0)
     send({"ev": "loaded"})
     for index in range(start, len(job["tests"])):
         _run_test(index, job["tests"][index], namespace)
     send({"ev": "done"})
-    os._exit(0)
+    _exit(0)
 
 
 def _run_test(index: int, test: dict[str, Any], namespace: dict[str, Any]) -> None:

@@ -18,10 +18,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
-from sandbox_worker import isolation, runner
+from sandbox_worker import cgroups, isolation, runner
 
 READ_CHUNK = 1 << 16
 OUTPUT_HEAD_BYTES = 2048
+ZYGOTE_ALLOWANCE_MB = 64  # the zygote shares its slot's memory cgroup
 
 
 @dataclass
@@ -43,10 +44,10 @@ class RunEnd:
 
 
 class Supervisor:
-    def __init__(self, mode: str, uid: int, protocol_fds: tuple[int, ...]) -> None:
+    def __init__(self, mode: str, uid: int, cgroup: cgroups.SlotCgroup | None) -> None:
         self.mode = mode
         self.uid = uid
-        self.protocol_fds = protocol_fds
+        self.cgroup = cgroup
 
     def self_check(self) -> None:
         """One trivial isolated run at startup, so a refused namespace fails the worker, not a request."""
@@ -101,6 +102,10 @@ class Supervisor:
         result_r, result_w = os.pipe()
         output_r, output_w = os.pipe()
         run_limits = _run_limits(limits)
+        oom_before = 0
+        if self.cgroup is not None:
+            self.cgroup.set_limit(limits["memory_mb"] + ZYGOTE_ALLOWANCE_MB)
+            oom_before = self.cgroup.oom_kills()
         pid = self._spawn(job, start, run_limits, result_w, output_w)
         os.close(result_w)
         os.close(output_w)
@@ -114,6 +119,9 @@ class Supervisor:
                 os.close(fd)
         if end.reason == "exited":
             end = _refine_exit(end, wait_status)
+        if self.cgroup is not None and end.reason != "done" and self.cgroup.oom_kills() > oom_before:
+            end = RunEnd("memory_exceeded", f"memory limit of {limits['memory_mb']} MB exceeded", end.current,
+                         end.last_started)
         return end, watcher.output_head
 
     def _spawn(self, job: dict[str, Any], start: int, limits: isolation.RunLimits, result_w: int,
@@ -143,7 +151,7 @@ class _Watcher:
         self.result_r, self.output_r, self.pidfd = result_r, output_r, pidfd
         self.tests = tests
         self.limits = limits
-        self.buffer = b""
+        self.buffer = bytearray()
         self.result_bytes = 0
         self.output_bytes = 0
         self.output_head = b""
@@ -223,10 +231,11 @@ class _Watcher:
         while len(self.buffer) >= 4:
             (size,) = struct.unpack(">I", self.buffer[:4])
             if size > self.limits["max_result_bytes"]:
-                return self._end("protocol_error", "malformed result frame")
+                return self._end("result_exceeded", f"results exceeded {self.limits['max_result_bytes']} bytes")
             if len(self.buffer) < 4 + size:
                 return None
-            payload, self.buffer = self.buffer[4: 4 + size], self.buffer[4 + size:]
+            payload = bytes(self.buffer[4: 4 + size])
+            del self.buffer[: 4 + size]
             try:
                 ended = self._on_frame(json.loads(payload))
             except (ValueError, KeyError, TypeError, IndexError):
@@ -299,7 +308,7 @@ def _refine_exit(end: RunEnd, wait_status: int) -> RunEnd:
 _STATUS_BY_END = {
     "test_timeout": "timeout", "program_timeout": "timeout", "cpu_exceeded": "timeout",
     "output_exceeded": "output_exceeded", "result_exceeded": "output_exceeded",
-    "protocol_error": "crashed", "signaled": "crashed", "exited": "exited",
+    "protocol_error": "crashed", "signaled": "crashed", "exited": "exited", "memory_exceeded": "memory_exceeded",
 }
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 # Pre-imported so that a run pays a fork, not an import. Candidates commonly use these.
 import bisect  # noqa: F401
 import collections  # noqa: F401
+import contextlib
 import copy  # noqa: F401
 import dataclasses  # noqa: F401
 import datetime  # noqa: F401
@@ -33,9 +34,10 @@ import statistics  # noqa: F401
 import string  # noqa: F401
 import struct
 import sys
+import traceback
 import typing  # noqa: F401
 
-from sandbox_worker import isolation, supervise
+from sandbox_worker import cgroups, isolation, supervise
 
 
 def _read_exact(fd: int, size: int) -> bytes:
@@ -67,22 +69,34 @@ def main() -> None:
     devnull = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1):
         os.dup2(devnull, fd)  # stray prints in the zygote must never corrupt the protocol
+    cgroup = None
     try:
         mode = config["isolation"]
         if mode != "none":
-            mode = isolation.prepare_zygote(config["hidden_paths"], isolation.python_install_paths(), config["uid"])
-        supervisor = supervise.Supervisor(mode=mode, uid=config["uid"], protocol_fds=(proto_in, proto_out))
+            cgroup = cgroups.create_slot_cgroup(config["cgroup_name"])
+            if cgroup is not None:
+                cgroup.join()
+                # Runs raise theirs to 1000, so the OOM killer takes the run; lowering the zygote's
+                # needs CAP_SYS_RESOURCE, which some containers lack.
+                with contextlib.suppress(OSError), open("/proc/self/oom_score_adj", "w") as f:
+                    f.write("-1000")
+            writable = (cgroups.mount_root_of(cgroup.path),) if cgroup else ()
+            mode = isolation.prepare_zygote(config["hidden_paths"], isolation.python_install_paths(), config["uid"],
+                                            writable)
+        supervisor = supervise.Supervisor(mode=mode, uid=config["uid"], cgroup=cgroup)
         supervisor.self_check()
     except Exception as exc:  # noqa: BLE001 - reported to the owner, which refuses to start
-        write_frame(proto_out, {"ready": False, "error": str(exc)})
+        write_frame(proto_out, {"ready": False, "error": f"{type(exc).__name__}: {exc}", "where": traceback.format_exc(limit=-3)})
         return
-    write_frame(proto_out, {"ready": True, "mode": mode})
+    write_frame(proto_out, {"ready": True, "mode": mode, "cgroup": cgroup.version if cgroup else None})
     while True:
         try:
             job = read_frame(proto_in)
         except EOFError:
-            return
+            break
         write_frame(proto_out, supervisor.run_program(job))
+    if cgroup is not None:
+        cgroup.leave_and_remove()
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ def create_app(settings: Settings) -> FastAPI:
         await pool.start()
         executor = TestExecutor(pool, settings.sandbox_allowed_modules)
         app.state.rewards = RewardService(executor, settings, metrics)
-        log.info("sandbox pool ready: %d zygotes, isolation=%s", pool.config.size, pool.mode)
+        log.info("sandbox pool ready: %d zygotes, isolation=%s, memory cgroup v%s", pool.config.size, pool.mode, pool.cgroup)
         try:
             yield
         finally:

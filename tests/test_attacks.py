@@ -1,0 +1,266 @@
+"""The threat model (FACTS.md section 8), attack by attack, through the HTTP API.
+
+Each case asserts the exact verdicts; every case also sends an honest item in the same request, which must
+still pass (items are judged independently), and the service must stay healthy afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import textwrap
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import score
+
+FAST = {"test_timeout_s": 1.0, "program_timeout_s": 4.0}
+SMALL_MEMORY = {"unbounded recursion with the limit lifted", "memory bomb", "memory bomb over children"}
+HONEST = {"response": "def inc(x):\n    return x + 1\n", "tests": ["assert inc(1) == 2", "assert inc(-1) == 0"]}
+
+# name -> (program, tests, expected outcomes, expected program status or "any")
+ATTACKS: dict[str, tuple[str, list[str], list[str], str]] = {
+    "infinite loop": ("def f(x):\n    while True:\n        pass\n", ["assert f(1) == 1", "assert f(2) == 2"],
+                      ["timeout", "timeout"], "timeout"),
+    "sleep": ("import time\ndef f(x):\n    time.sleep(100)\n", ["assert f(1) is None"], ["timeout"], "timeout"),
+    "ignored signals": (
+        "import signal, time\nfor s in (signal.SIGTERM, signal.SIGINT, signal.SIGALRM, signal.SIGXCPU):\n"
+        "    signal.signal(s, signal.SIG_IGN)\nsignal.pthread_sigmask(signal.SIG_BLOCK, range(1, 32))\n"
+        "def f(x):\n    while True:\n        pass\n", ["assert f(1) == 1"], ["timeout"], "timeout"),
+    "C call ignoring Python signals": (
+        "import ctypes\ndef f(x):\n    ctypes.CDLL(None).sleep(100)\n", ["assert f(1) == 0"], ["timeout"], "timeout"),
+    "catastrophic regex in C": (
+        "import re\ndef f(x):\n    return re.match(r'(a+)+$', 'a' * 64 + 'b')\n", ["assert f(1) is None"],
+        ["timeout"], "timeout"),
+    "deep recursion": ("def f(x):\n    return f(x + 1)\n", ["assert f(1) == 1"], ["error"], "ok"),
+    "unbounded recursion with the limit lifted": (
+        "import sys\nsys.setrecursionlimit(10**8)\ndef f(x):\n    pad = list(range(10000))\n    return f(x + 1)\n",
+        ["assert f(1) == 1", "assert f(0) == 0"], ["error", "error"], "any"),  # CPython may raise SystemError
+    "segfault via ctypes": (
+        "import ctypes\ndef f(x):\n    return ctypes.string_at(0)\ndef g(x):\n    return x\n",
+        ["assert f(1) == 1", "assert g(2) == 2"], ["error", "pass"], "crashed"),
+    "fork bomb": (
+        "import os\ndef f(x):\n    while True:\n        try:\n            os.fork()\n        except OSError:\n"
+        "            pass\ndef g(x):\n    return x\n", ["assert f(1) == 1", "assert g(3) == 3"],
+        ["timeout", "pass"], "timeout"),
+    "memory bomb": ("def f(x):\n    return len(bytearray(8 * 1024**3))\n", ["assert f(1) == 1"],
+                    ["error"], "memory_exceeded"),
+    "memory bomb over children": (
+        "import os\ndef f(x):\n    for _ in range(6):\n        if os.fork() == 0:\n"
+        "            b = bytearray(200 * 1024**2)\n            os._exit(0)\n    return len(bytearray(200 * 1024**2))\n",
+        ["assert f(1) == 1"], ["error"], "memory_exceeded"),
+    "stdout flood": ("import sys\ndef f(x):\n    while True:\n        sys.stdout.write('x' * 65536)\n",
+                     ["assert f(1) == 1"], ["error"], "output_exceeded"),
+    "stderr flood": ("import os\ndef f(x):\n    while True:\n        os.write(2, b'e' * 65536)\n",
+                     ["assert f(1) == 1"], ["error"], "output_exceeded"),
+    "disk filling": (
+        "def f(x):\n    with open('big', 'wb') as fh:\n        while True:\n            fh.write(b'0' * 1048576)\n",
+        ["assert f(1) == 1"], ["error"], "ok"),
+    "fd exhaustion": ("def f(x):\n    return [open('/dev/null') for _ in range(100000)]\n",
+                      ["assert f(1) == 1"], ["error"], "ok"),
+    "waiting on stdin": ("def f(x):\n    return input()\n", ["assert f(1) == '1'"], ["error"], "ok"),
+    "sys.exit(0) at load": ("import sys\nsys.exit(0)\ndef f(x):\n    return x\n", ["assert f(1) == 1"],
+                            ["error"], "runtime_error"),
+    "os._exit(0) at load": ("import os\nos._exit(0)\ndef f(x):\n    return x\n", ["assert f(1) == 1"],
+                            ["error"], "exited"),
+    "os._exit(0) inside a test": ("import os\ndef f(x):\n    os._exit(0)\ndef g(x):\n    return x\n",
+                                  ["assert f(1) == 1", "assert g(1) == 1"], ["error", "pass"], "exited"),
+    "raising SystemExit / KeyboardInterrupt / BaseException": (
+        "def f(x):\n    raise [SystemExit(0), KeyboardInterrupt(), BaseException('b')][x]\n",
+        ["assert f(0) == 1", "assert f(1) == 1", "assert f(2) == 1"], ["error", "error", "error"], "ok"),
+    "atexit hook rewriting the exit code": (
+        "import atexit, os\natexit.register(lambda: os._exit(0))\ndef f(x):\n    raise SystemExit(0)\n",
+        ["assert f(1) == 2"], ["error"], "ok"),
+    "fake result lines": (
+        "print('PASSED ALL TESTS'); print(json.dumps({'ev': 'done'}))\nimport json\n"
+        "def f(x):\n    print('{\"outcome\": \"pass\"}')\n    return 0\n", ["assert f(1) == 5"], ["error"],
+        "runtime_error"),
+    "writing forged frames to the result fd": (
+        "import os, json, struct\ndef frame(o):\n    b = json.dumps(o).encode()\n    os.write(3, struct.pack('>I', len(b)) + b)\n"
+        "def f(x):\n    frame({'ev': 'end', 'i': 0}); frame({'ev': 'done'}); os._exit(0)\n",
+        ["assert f(1) == 42", "assert f(2) == 43"], ["error", "not_run"], "ok"),
+    "writing to every other inherited fd": (
+        "import os\ndef f(x):\n    n = 0\n    for fd in range(4, 1024):\n        try:\n            os.write(fd, b'pass')\n"
+        "            n += 1\n        except OSError:\n            pass\n    return n\n", ["assert f(1) == 0"], ["pass"], "ok"),
+    "__eq__ always true": (
+        "class Yes:\n    def __eq__(self, other):\n        return True\n    __hash__ = None\n"
+        "def f(x):\n    return Yes()\n", ["assert f(1) == 5", "assert f(1) == [1, 2]", "assert f(1)"],
+        ["fail", "fail", "fail"], "ok"),
+    "int, str and list subclasses": (
+        "class I(int):\n    def __eq__(self, o):\n        return True\nclass L(list):\n    def __eq__(self, o):\n"
+        "        return True\nclass S(str):\n    def __eq__(self, o):\n        return True\n"
+        "def f(x):\n    return [I(0), L(), S('')][x]\n", ["assert f(0) == 5", "assert f(1) == [1]", "assert f(2) == 'a'"],
+        ["fail", "fail", "fail"], "ok"),
+    "walking caller frames for the expected value": (
+        "import sys, gc\ndef f(x):\n    seen = []\n    fr = sys._getframe(1)\n    while fr:\n"
+        "        seen += [c for c in fr.f_code.co_consts if isinstance(c, str)]\n"
+        "        seen += [v for v in fr.f_locals.values() if isinstance(v, str)]\n        fr = fr.f_back\n"
+        "    seen += [o for o in gc.get_objects() if isinstance(o, str)]\n"
+        "    hits = [s for s in seen if s.startswith('EXPECTED-')]\n    return hits[0] if hits else 'nothing'\n",
+        ["assert f(1) == 'EXPECTED-7f3a'"], ["fail"], "ok"),
+    "reading own memory for the expected value": (
+        "import re\ndef f(x):\n    found = b''\n    with open('/proc/self/maps') as maps, open('/proc/self/mem', 'rb') as mem:\n"
+        "        for line in maps:\n            lo, hi = (int(v, 16) for v in line.split()[0].split('-'))\n"
+        "            if 'r' not in line.split()[1]:\n                continue\n            try:\n"
+        "                mem.seek(lo); chunk = mem.read(hi - lo)\n            except (OSError, OverflowError, ValueError):\n"
+        "                continue\n            m = re.search(rb'EXPECTED-[0-9a-f]{4}', chunk)\n"
+        "            if m and m.group() != b'EXPECTED-' + b'0000':\n                found = m.group()\n"
+        "    return found.decode()\n", ["assert f(1) == 'EXPECTED-9b1c'"], ["error"], "ok"),  # /proc/self/mem: EACCES
+    "monkeypatching builtins and stdlib used by checks": (
+        "import builtins, math, operator\nbuiltins.abs = lambda v: 0\nbuiltins.len = lambda v: 3\n"
+        "math.isclose = lambda *a, **k: True\noperator.eq = lambda a, b: True\n"
+        "def f(x):\n    return 99.0\n",
+        ["assert abs(f(1) - 0.5) < 1e-06", "assert math.isclose(f(1), 0.5)", "assert len(f(1)) == 3"],
+        ["fail", "fail", "error"], "ok"),
+    "tampering with the harness through gc": (
+        "import gc, sys\ndef f(x):\n    for o in gc.get_objects():\n        if isinstance(o, dict) and 'send' in o and 'encode' in o:\n"
+        "            o['encode'] = lambda v: {'i': '5'}\n    return 0\n", ["assert f(1) == 5", "assert f(2) == 6"],
+        ["pass", "fail"], "ok"),
+    "network access": (
+        "import socket\ndef f(x):\n    socket.create_connection(('127.0.0.1', 6379), timeout=1)\n    return 1\n",
+        ["assert f(1) == 1"], ["error"], "ok"),
+    "result with too many parts": ("def f(x):\n    return list(range(300000))\n", ["assert f(1) == [0]"], ["error"], "ok"),
+    "result of too many bytes": ("def f(x):\n    return 'x' * (40 * 1024 * 1024)\n", ["assert f(1) == 'x'"], ["error"],
+                                 "output_exceeded"),
+    "cyclic result": ("def f(x):\n    a = []\n    a.append(a)\n    return a\n", ["assert f(1) == []"], ["error"], "ok"),
+    "killing the parent and every visible process": (
+        "import os, signal\ndef f(x):\n    for pid in (os.getppid(), -1):\n        try:\n            os.kill(pid, signal.SIGKILL)\n"
+        "        except OSError:\n            pass\n    return x\n", ["assert f(1) == 1"], ["pass"], "ok"),
+}
+
+
+@pytest.mark.parametrize("name", list(ATTACKS))
+def test_attack_is_contained(client: httpx.Client, name: str) -> None:
+    program, tests, outcomes, status = ATTACKS[name]
+    limits = {**FAST, "memory_mb": 256} if name in SMALL_MEMORY else FAST  # reach the limit well within 1 s
+    answer = client.post("/v1/rewards", json={"items": [{"response": program, "tests": tests}, HONEST],
+                                              "limits": limits})
+    assert answer.status_code == 200, answer.text
+    hostile, honest = answer.json()["items"]
+    assert hostile["tests"]["outcomes"] == outcomes, hostile
+    assert status == "any" or hostile["tests"]["status"] == status, hostile
+    assert honest["tests"]["outcomes"] == ["pass", "pass"], honest
+    assert client.get("/health").status_code == 200
+
+
+def _observe(client: httpx.Client, body: str) -> dict:
+    """Runs `body` (which fills `seen`) in the sandbox and returns `seen`, smuggled out through an error."""
+    program = "import os, json\ndef probe():\n    seen = {}\n" + textwrap.indent(textwrap.dedent(body), "    ") + \
+              "\n    raise RuntimeError('SEEN' + json.dumps(seen))\n"
+    result = score(client, program, ["assert probe() == 1"], limits=FAST)
+    detail = result["tests"]["details"][0]
+    assert detail.startswith("RuntimeError: SEEN"), result
+    return json.loads(detail[len("RuntimeError: SEEN"):])
+
+
+def test_no_secrets_in_the_environment_or_other_processes(client: httpx.Client) -> None:
+    seen = _observe(client, """
+        seen['env'] = sorted(os.environ)
+        try:
+            seen['leak'] = 's3cret' in open('/proc/self/environ', 'rb').read().decode('latin1')
+        except PermissionError:
+            seen['leak'] = False  # not even readable: the run is not dumpable after dropping to its uid
+        seen['pids'] = sorted(p for p in os.listdir('/proc') if p.isdigit())
+        seen['uid'] = os.getuid()
+        seen['root'] = os.listdir('/root')
+    """)
+    assert not seen["leak"]
+    assert not [k for k in seen["env"] if "TOKEN" in k or k.startswith("ACECODER")]
+    assert seen["pids"] == ["1"]  # alone in its PID namespace
+    assert seen["uid"] != 0
+    assert seen["root"] == [] or all(name == ".pyenv" for name in seen["root"])  # only the Python install
+
+
+def test_file_system_is_read_only_outside_scratch(client: httpx.Client, tmp_path: Path) -> None:
+    canary = tmp_path / "canary.txt"
+    canary.write_text("untouched")
+    os.chmod(tmp_path, 0o777)
+    os.chmod(canary, 0o666)
+    repo_file = Path(__file__)
+    before = repo_file.read_bytes()
+    seen = _observe(client, f"""
+        for target in ({str(canary)!r}, {str(repo_file)!r}, '/etc/passwd', '/usr/x'):
+            try:
+                open(target, 'a').write('pwned')
+                seen[target] = 'written'
+            except OSError as exc:
+                seen[target] = type(exc).__name__
+        try:
+            os.remove({str(canary)!r})
+            seen['remove'] = 'removed'
+        except OSError as exc:
+            seen['remove'] = type(exc).__name__
+        open('scratch.txt', 'w').write('ok')
+        seen['scratch'] = open('scratch.txt').read()
+        seen['cwd'] = os.getcwd()
+    """)
+    assert "written" not in seen.values() and seen["remove"] != "removed", seen
+    assert seen["scratch"] == "ok"
+    assert canary.read_text() == "untouched"
+    assert repo_file.read_bytes() == before
+
+
+def test_nothing_persists_between_runs(client: httpx.Client) -> None:
+    first = _observe(client, "open('persist.txt', 'w').write('x')\nseen['cwd_files'] = os.listdir('.')")
+    assert first["cwd_files"] == ["persist.txt"]
+    second = _observe(client, "seen['cwd_files'] = os.listdir('.')\nseen['tmp'] = os.listdir('/tmp')")
+    assert second == {"cwd_files": [], "tmp": []}
+
+
+def test_shadowing_stdlib_modules_from_the_cwd_does_nothing(client: httpx.Client) -> None:
+    seen = _observe(client, """
+        open('textwrap.py', 'w').write('FAKE = True')
+        open('json.py', 'w').write('FAKE = True')
+        import textwrap, importlib
+        seen['textwrap_fake'] = hasattr(textwrap, 'FAKE')
+        seen['json_fake'] = hasattr(importlib.import_module('json'), 'FAKE')
+    """)
+    assert seen == {"textwrap_fake": False, "json_fake": False}
+
+
+def test_no_network_at_all(client: httpx.Client) -> None:
+    seen = _observe(client, """
+        import socket
+        seen['ifaces'] = [name for _, name in socket.if_nameindex()]
+        for host in ('127.0.0.1', '1.1.1.1'):
+            try:
+                socket.create_connection((host, 6379), timeout=1)
+                seen[host] = 'connected'
+            except OSError as exc:
+                seen[host] = type(exc).__name__
+    """)
+    assert seen["ifaces"] == ["lo"]
+    assert "connected" not in seen.values()
+
+
+def _sandbox_processes() -> list[int]:
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                status = Path(f"/proc/{entry}/status").read_text()
+            except OSError:
+                continue
+            uid = int(next(line for line in status.splitlines() if line.startswith("Uid:")).split()[1])
+            if uid >= 200000:
+                pids.append(int(entry))
+    return pids
+
+
+def test_daemon_grandchildren_and_threads_do_not_outlive_the_run(client: httpx.Client) -> None:
+    program = ("import os, threading, time\ndef f(x):\n    if os.fork() == 0:\n        os.setsid()\n"
+               "        if os.fork() == 0:\n            while True:\n                time.sleep(1)\n        os._exit(0)\n"
+               "    threading.Thread(target=lambda: time.sleep(1000), daemon=False).start()\n    return x\n")
+    result = score(client, program, ["assert f(1) == 1"], limits=FAST)
+    assert result["tests"]["outcomes"] == ["pass"]
+    assert _sandbox_processes() == []
+
+
+def test_missing_dependency_is_a_per_test_error_with_the_reason(client: httpx.Client) -> None:
+    program = "def f(x):\n    import numpy\n    return x\ndef g(x):\n    import surely_not_installed_pkg\n    return x\n"
+    result = score(client, program, ["assert f(1) == 1", "assert g(1) == 1"])
+    assert result["tests"]["outcomes"] == ["error", "error"]
+    assert all(d.startswith("missing dependency") for d in result["tests"]["details"]), result
+    assert "numpy" in result["tests"]["details"][0]
