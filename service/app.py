@@ -9,8 +9,9 @@ from typing import Any, AsyncIterator
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sandbox_worker.executor import TestExecutor
 from sandbox_worker.pool import PoolConfig, SandboxPool
@@ -23,7 +24,7 @@ from service.settings import Settings
 
 log = logging.getLogger(__name__)
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    code: {"model": protocol.ErrorResponse} for code in (413, 422, 429, 503)}
+    code: {"model": protocol.ErrorResponse} for code in (400, 413, 422, 429, 503)}
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -62,14 +63,14 @@ def _rewards(request: Request) -> RewardService:
 
 
 def _install_routes(app: FastAPI) -> None:
-    @app.get("/health")
+    @app.get("/health", responses={503: {"description": "starting: the sandbox pool is not ready"}})
     async def health(request: Request) -> JSONResponse:
         ready = request.app.state.rewards is not None
         return JSONResponse({"status": "ok" if ready else "starting"}, status_code=200 if ready else 503)
 
-    @app.get("/metrics")
+    @app.get("/metrics", response_class=PlainTextResponse)
     async def metrics_route(request: Request) -> Response:
-        return Response(generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        return PlainTextResponse(generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.post("/v1/rewards", response_model=protocol.RewardResponse, responses=ERROR_RESPONSES)
     async def rewards(body: protocol.RewardRequest, request: Request) -> protocol.RewardResponse:
@@ -82,16 +83,31 @@ def _install_error_handlers(app: FastAPI) -> None:
         headers = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, Overloaded) else None
         return JSONResponse(exc.body(), status_code=exc.status_code, headers=headers)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # The framework's own refusals (unparsable body, unknown route, wrong method), in our error shape.
+        error: dict[str, object] = {"code": "bad_request" if exc.status_code == 400 else "http_error",
+                                    "message": str(exc.detail)}
+        if exc.status_code == 400:
+            error["field"] = "body"
+        return JSONResponse({"error": error}, status_code=exc.status_code, headers=exc.headers)
+
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = exc.errors()
         first = errors[0] if errors else {"loc": ("body",), "msg": "invalid request"}
-        field = ".".join(str(p) for p in first["loc"][1:]) or "body"
-        details = [{"field": ".".join(str(p) for p in e["loc"][1:]) or "body", "message": e["msg"]}
-                   for e in errors[:20]]
+        field = _field_of(first)
+        details = [{"field": _field_of(e), "message": e["msg"]} for e in errors[:20]]
         body = {"error": {"code": "invalid_request", "message": f"{field}: {first['msg']}", "field": field,
                           "details": details}}
         return JSONResponse(body, status_code=422)
+
+
+def _field_of(error: Any) -> str:
+    """`items.0.tests` from pydantic's loc; a JSON syntax error (loc = byte offset) is the body's."""
+    if error.get("type") == "json_invalid":
+        return "body"
+    return ".".join(str(p) for p in error["loc"][1:]) or "body"
 
 
 def _install_request_metrics(app: FastAPI, metrics: Metrics) -> None:

@@ -1,0 +1,22 @@
+"""A property-based fuzz of the API generated from its own OpenAPI schema (schemathesis), against the real
+gateway over HTTP: no input may produce a 5xx, and every answer must match the documented schema."""
+
+from __future__ import annotations
+
+import schemathesis
+from hypothesis import HealthCheck, settings
+
+from service.app import create_app
+from service.settings import Settings
+from tests.conftest import Gateway
+
+# The schema the running gateway serves (built without starting a sandbox pool).
+schema = schemathesis.openapi.from_dict(create_app(Settings()).openapi())
+
+
+@schema.parametrize()
+@settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
+def test_api_fuzz_finds_no_server_error(case: schemathesis.Case, gateway: Gateway) -> None:
+    response = case.call(base_url=gateway.url, timeout=120)
+    assert response.status_code < 500, (case.as_curl_command(), response.text)
+    case.validate_response(response)
