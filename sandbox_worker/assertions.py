@@ -13,7 +13,9 @@ made of constants only (it would reveal the expected value).
 from __future__ import annotations
 
 import ast
+import builtins
 import math
+import re
 import operator
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -52,6 +54,7 @@ _SAFE_FUNCS: dict[str, Callable[..., Any]] = {
     "list": list, "tuple": tuple, "dict": dict, "sum": sum, "min": min, "max": max, "all": all, "any": any,
     "int": int, "float": float, "str": str, "bool": bool, "isinstance": isinstance, "type": type,
     "complex": complex, "bytes": bytes, "divmod": divmod, "reversed": lambda v: list(reversed(v)),
+    "range": range, "zip": zip, "enumerate": enumerate,
 }
 _SAFE_NAMES: dict[str, Any] = {
     "int": int, "float": float, "str": str, "bool": bool, "list": list, "tuple": tuple, "dict": dict,
@@ -75,6 +78,8 @@ _UNARY: dict[type, Callable[[Any], Any]] = {
     ast.Not: operator.not_, ast.USub: operator.neg, ast.UAdd: operator.pos, ast.Invert: operator.invert,
 }
 MAX_SEQUENCE = 10_000_000
+# printf-style widths or precisions of 5+ digits (or `*`) would let a format string build huge strings.
+_WIDE_FORMAT = re.compile(r"%[-+ #0]*(\*|\d{5,}|\d*\.(\*|\d{5,}))")
 
 
 def plan_test(source: str) -> TestPlan:
@@ -155,17 +160,27 @@ def _is_math_attr(node: ast.expr) -> bool:
 
 
 def _decides_or_reveals(hole: ast.expr) -> bool:
-    """A hole that compares inside, or that holds no candidate name at all, would let the sandbox judge."""
-    names = [n for n in ast.walk(hole) if isinstance(n, ast.Name)]
-    if not names:
+    """A hole that compares inside, or that uses no candidate-defined name (so it computes part of the
+    expected value, e.g. `[x * 2 for x in range(3)]`), would let the sandbox judge."""
+    nodes = list(ast.walk(hole))
+    if any(isinstance(n, (ast.Compare, ast.BoolOp, ast.Lambda)) for n in nodes):
         return True
-    return any(isinstance(n, (ast.Compare, ast.BoolOp, ast.Lambda)) for n in ast.walk(hole))
+    bound = {n.id for n in nodes if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+    free = {n.id for n in nodes if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)} - bound
+    return not (free - _BUILTIN_NAMES)
+
+
+_BUILTIN_NAMES = frozenset(dir(builtins))
 
 
 def evaluate(plan: TestPlan, hole_values: list[tuple[bool, Any]]) -> bool:
     """Judges a split test from its holes' (ok, value-or-error-message) results; raises on errors."""
     assert plan.outer is not None
-    return bool(_Evaluator(hole_values).eval(plan.outer))
+    result = _Evaluator(hole_values).eval(plan.outer)
+    try:
+        return bool(result)
+    except TypeError as exc:  # an opaque result of unknown truthiness
+        raise TestExpressionError(str(exc)) from exc
 
 
 class _Evaluator:
@@ -260,6 +275,8 @@ class _Evaluator:
             raise TestExpressionError("a result of a non-plain type cannot be judged")
         if func in (str, int) and args and isinstance(args[0], (int, str)) and len(str(args[0])) > 5000:
             raise TestExpressionError("value too large to convert")
+        if any(isinstance(a, range) and len(a) > MAX_SEQUENCE for a in args):
+            raise TestExpressionError("range too large to evaluate")
         return func(*args, **kwargs)
 
 
@@ -270,6 +287,10 @@ def _check_cost(op: ast.operator, left: Any, right: Any) -> None:
             raise TestExpressionError("power too large to evaluate")
     if isinstance(op, ast.LShift) and isinstance(right, int) and right > 1_000_000:
         raise TestExpressionError("shift too large to evaluate")
+    if isinstance(op, ast.Mod) and isinstance(left, (str, bytes)):
+        text = left if isinstance(left, str) else left.decode("latin-1")
+        if _WIDE_FORMAT.search(text):
+            raise TestExpressionError("format string too wide to evaluate")
     if isinstance(op, ast.Mult):
         for seq, count in ((left, right), (right, left)):
             if isinstance(seq, (str, bytes, list, tuple)) and isinstance(count, int):

@@ -8,6 +8,7 @@ only the program and the candidate-side hole expressions travel to the zygote.
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,10 +41,14 @@ class TestExecutor:
     def __init__(self, pool: SandboxPool, allowed_modules: list[str]) -> None:
         self.pool = pool
         self.allowed_modules = allowed_modules
+        # One parser thread: CPython 3.11's ast.parse is not safe in several threads at once (it can raise
+        # "SystemError: AST constructor recursion depth mismatch"), and parsing must stay off the event loop.
+        self._parser = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parse")
 
     async def execute(self, response: str, tests: list[str], limits: Limits) -> ItemResult:
         # Parsing untrusted text is CPU work: keep it off the event loop.
-        code, plans = await asyncio.to_thread(_prepare, response, tests)
+        loop = asyncio.get_running_loop()
+        code, plans = await loop.run_in_executor(self._parser, _prepare, response, tests)
         if code is None:
             return ItemResult(None, judge.not_run("no_code", len(tests), "no code found in the response"))
         runnable = [p for p in plans if not p.invalid]

@@ -14,7 +14,11 @@ _THINK = re.compile(r"<think>.*?(?:</think>|\Z)", re.DOTALL | re.IGNORECASE)
 _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
 _PYTHON_TAGS = {"", "python", "python3", "py"}
 MAX_SCAN_LINES = 1000
-MAX_PARSE_ATTEMPTS = 3000  # bounds the search on hostile prose
+MAX_PARSE_CHARS = 2_000_000  # bounds the search on hostile prose (~0.1-1 s of parsing)
+# Lines a program can start with: keywords that open statements, decorators, assignments and calls.
+_CODE_START = re.compile(
+    r"(def|class|import|from|async|if|for|while|with|try|return|print|assert|raise|@)\b|@"
+    r"|[A-Za-z_][\w.]*(\[[^\]]*\])?\s*([-+*/%|&^]|//|\*\*|>>|<<)?=[^=]|[A-Za-z_][\w.]*\(|#")
 
 
 def extract_code(response: str, test_names: set[str] | None = None) -> str | None:
@@ -62,21 +66,27 @@ def _parses(code: str) -> bool:
 
 
 def _longest_parsing_run(lines: list[str]) -> str | None:
-    """The longest span of consecutive lines that parses and is not just prose-free blanks."""
+    """The longest span of consecutive lines that parses and holds a statement worth running.
+
+    Spans start only at lines that look like the start of code, and the search stops at a budget of
+    characters parsed (re-parsing is what makes hostile prose expensive), returning the best span so far.
+    """
     lines = lines[:MAX_SCAN_LINES]
+    starts = [i for i, line in enumerate(lines) if _CODE_START.match(line)]
+    ends = [0] * (len(lines) + 1)  # ends[k]: characters in lines[:k], to size spans without joining them
+    for k, line in enumerate(lines):
+        ends[k + 1] = ends[k] + len(line) + 1
     best: tuple[int, str] | None = None
-    attempts = 0
-    for start in range(len(lines)):
-        if not lines[start].strip() or lines[start][0].isspace():
-            continue
+    budget = MAX_PARSE_CHARS
+    for start in starts:
         for end in range(len(lines), start, -1):
             if best is not None and end - start <= best[0]:
                 break
-            attempts += 1
-            if attempts > MAX_PARSE_ATTEMPTS:
+            budget -= ends[end] - ends[start]
+            if budget < 0:
                 return best[1] if best else None
             chunk = "\n".join(lines[start:end])
-            if _has_code(chunk) and _parses(chunk):
+            if _has_code(chunk):
                 best = (end - start, chunk)
                 break
     return best[1] if best else None

@@ -12,12 +12,13 @@ This module is imported inside the sandbox too, so it depends on the standard li
 from __future__ import annotations
 
 import base64
+import binascii
 import json
 import math
 from typing import Any
 
 # Bound at import: inside the sandbox the candidate may have patched the builtins by the time we encode.
-_type, _repr, _format, _b64 = type, repr, format, base64.b64encode
+_type, _repr, _format, _bool, _b64 = type, repr, format, bool, base64.b64encode
 MAX_DEPTH = 100
 MAX_NODES = 200_000
 
@@ -27,12 +28,17 @@ class EncodeError(ValueError):
 
 
 class Opaque:
-    """Stands in for a value of a non-plain type; equal to nothing, not even another Opaque."""
+    """Stands in for a value of a non-plain type; equal to nothing, not even another Opaque.
 
-    __slots__ = ("type_name",)
+    Its truthiness is the one the sandbox reported (`bool(value)` there): forging it gains nothing, since a
+    program could return a plain value of either truthiness anyway. Unknown truthiness raises.
+    """
 
-    def __init__(self, type_name: str) -> None:
+    __slots__ = ("type_name", "truthy")
+
+    def __init__(self, type_name: str, truthy: bool | None = None) -> None:
         self.type_name = type_name
+        self.truthy = truthy
 
     def __eq__(self, other: object) -> bool:
         return False
@@ -43,8 +49,9 @@ class Opaque:
     __hash__ = object.__hash__
 
     def __bool__(self) -> bool:
-        # Truthiness of an arbitrary object is unknowable outside; a bare `assert f(x)` on it fails.
-        return False
+        if self.truthy is None:
+            raise TypeError(f"truthiness of a {self.type_name} result is unknown")
+        return self.truthy
 
     def __repr__(self) -> str:
         return f"<opaque {self.type_name}>"
@@ -84,7 +91,11 @@ def _encode(value: Any, depth: int, budget: list[int]) -> Any:
         return {tag: [_encode(v, depth + 1, budget) for v in value]}
     if kind is dict:
         return {"d": [[_encode(k, depth + 1, budget), _encode(v, depth + 1, budget)] for k, v in value.items()]}
-    return {"x": f"{kind.__module__}.{kind.__qualname__}"}
+    try:
+        truthy: bool | None = _bool(value)
+    except Exception:  # noqa: BLE001 - a hostile __bool__ only makes its own truthiness unknown
+        truthy = None
+    return {"x": [f"{kind.__module__}.{kind.__qualname__}"[:200], truthy]}
 
 
 def _int_text(value: int) -> str:
@@ -95,7 +106,10 @@ def _int_text(value: int) -> str:
 
 def decode(data: Any) -> Any:
     """Inverse of `encode`, run on the trusted side; malformed data raises ValueError."""
-    return _decode(data, 0)
+    try:
+        return _decode(data, 0)
+    except (KeyError, TypeError, binascii.Error) as exc:  # unknown tag, unhashable member, bad base64
+        raise ValueError(f"malformed plain value: {exc}") from exc
 
 
 def _decode(data: Any, depth: int) -> Any:
@@ -151,6 +165,13 @@ def _decode_complex(body: Any) -> complex:
     return complex(_decode_float(real), _decode_float(imag))
 
 
+def _decode_opaque(body: Any) -> Opaque:
+    name, truthy = _as_list(body)
+    if not isinstance(name, str) or truthy not in (True, False, None):
+        raise ValueError("malformed opaque value")
+    return Opaque(name[:200], truthy)
+
+
 _DECODERS: dict[str, Any] = {
     "i": lambda body, depth: _decode_int(body),
     "f": lambda body, depth: _decode_float(body),
@@ -160,7 +181,7 @@ _DECODERS: dict[str, Any] = {
     "s": lambda body, depth: set(_decode_items(body, depth)),
     "fs": lambda body, depth: frozenset(_decode_items(body, depth)),
     "d": _decode_dict,
-    "x": lambda body, depth: Opaque(str(body)[:200]),
+    "x": lambda body, depth: _decode_opaque(body),
 }
 
 

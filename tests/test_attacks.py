@@ -86,8 +86,8 @@ ATTACKS: dict[str, tuple[str, list[str], list[str], str]] = {
         "            n += 1\n        except OSError:\n            pass\n    return n\n", ["assert f(1) == 0"], ["pass"], "ok"),
     "__eq__ always true": (
         "class Yes:\n    def __eq__(self, other):\n        return True\n    __hash__ = None\n"
-        "def f(x):\n    return Yes()\n", ["assert f(1) == 5", "assert f(1) == [1, 2]", "assert f(1)"],
-        ["fail", "fail", "fail"], "ok"),
+        "def f(x):\n    return Yes()\n", ["assert f(1) == 5", "assert f(1) == [1, 2]", "assert not f(1)"],
+        ["fail", "fail", "fail"], "ok"),  # truthiness is Python's: the object is truthy
     "int, str and list subclasses": (
         "class I(int):\n    def __eq__(self, o):\n        return True\nclass L(list):\n    def __eq__(self, o):\n"
         "        return True\nclass S(str):\n    def __eq__(self, o):\n        return True\n"

@@ -1,0 +1,274 @@
+"""Unit tests for sandbox_worker.assertions: how a test is split into holes, and the trusted evaluator."""
+
+from __future__ import annotations
+
+import ast
+import os
+import time
+from typing import Any
+
+import pytest
+
+# Imported as a module: pytest would try to collect the `Test*` names (TestPlan, TestExpressionError).
+from sandbox_worker import assertions
+from sandbox_worker.plain_data import decode, encode
+
+HoleFailed = assertions.HoleFailed
+ExprError = assertions.TestExpressionError
+
+
+def _split(source: str) -> assertions.TestPlan:
+    """Plans `source` and checks it was split (not invalid, not judged in the sandbox)."""
+    plan = assertions.plan_test(source)
+    assert plan.invalid is None
+    assert not plan.in_sandbox
+    assert plan.outer is not None
+    return plan
+
+
+def _evaluate(source: str, *values: Any) -> bool:
+    """Plans `source` and evaluates it with every hole succeeding with the given values."""
+    return assertions.evaluate(_split(source), [(True, v) for v in values])
+
+
+def _run_holes(plan: assertions.TestPlan, program: str) -> list[tuple[bool, Any]]:
+    """What the sandbox does for a split test, minus the sandbox: eval each hole, ship it as plain data."""
+    namespace: dict[str, Any] = {}
+    exec(program, namespace)  # noqa: S102 - trusted test program
+    return [(True, decode(encode(eval(h, namespace)))) for h in plan.holes]  # noqa: S307
+
+
+# --- plan_test: splitting ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("source", "holes"), [
+    ("assert f(3) == 5", ("f(3)",)),
+    ("assert abs(f(1.5) - 0.5) < 1e-6", ("f(1.5)",)),
+    ("assert math.isclose(f(2), 1.0, rel_tol=1e-9)", ("f(2)",)),
+    ("assert f(1)", ("f(1)",)),
+    ("assert not f(1)", ("f(1)",)),
+    ("assert f(1) is None", ("f(1)",)),
+    ("assert f(x)[0] == 1", ("f(x)",)),
+    ("assert f(1) == 5, 'message'", ("f(1)",)),
+    ("assert sorted(f([3, 1])) == [1, 3]", ("f([3, 1])",)),
+    ("assert f(1) == g(2)", ("f(1)", "g(2)")),
+    ("assert f(1).upper() == 'A'", ("f(1).upper()",)),
+])
+def test_split_sends_only_candidate_calls_to_the_sandbox(source: str, holes: tuple[str, ...]) -> None:
+    """Only the candidate-side sub-expressions become holes; the rest stays in the trusted outer expr."""
+    assert _split(source).holes == holes
+
+
+@pytest.mark.parametrize(("source", "expected"), [
+    ("assert f(3) == 5", "5"),
+    ("assert abs(f(1.5) - 0.5) < 1e-6", "1e-06"),
+    ("assert math.isclose(f(2), 1.0, rel_tol=1e-9)", "1.0"),
+    ("assert f(1) == 'secret-answer'", "secret-answer"),
+    ("assert f([1, 2]) == [987654, 123456]", "987654"),
+])
+def test_expected_value_never_reaches_a_hole(source: str, expected: str) -> None:
+    """The expected value lives in the outer expression only: no hole source mentions it."""
+    plan = _split(source)
+    assert all(expected not in hole for hole in plan.holes)
+    assert expected in ast.unparse(ast.parse(source))
+
+
+@pytest.mark.parametrize("source", [
+    "x = f(1)\nassert x == 2",
+    "assert f(1) == 1\nassert f(2) == 2",
+    "for x in range(3):\n    assert f(x) == x",
+    "import math\nassert f(1) == 1",
+    "f(1)",
+])
+def test_non_single_assert_is_judged_whole_in_sandbox(source: str) -> None:
+    """Anything other than one assert statement runs whole in the sandbox: the source is the one hole."""
+    plan = assertions.plan_test(source)
+    assert plan.in_sandbox
+    assert plan.holes == (source,)
+    assert plan.outer is None
+    assert plan.invalid is None
+
+
+@pytest.mark.parametrize("source", [
+    "assert all(a == b for a, b in zip(f(1), [1, 2]))",
+    "assert any([x > 2 for x in f(1)])",
+    "assert f(1) == 'abc'.upper()",
+    "assert f(1) == (1).bit_length()",
+    "assert sorted(f(1), key=lambda v: -v) == [2, 1]",
+])
+def test_hole_that_decides_or_reveals_makes_test_in_sandbox(source: str) -> None:
+    """A hole holding a comparison/lambda (it would decide) or only constants (it would reveal) is refused."""
+    plan = assertions.plan_test(source)
+    assert plan.in_sandbox
+    assert plan.holes == (source,)
+
+
+@pytest.mark.parametrize("source", ["assert f(1) ==", "assert (", "def f(:\n  pass", "assert f(1) == 1 1"])
+def test_unparsable_test_is_invalid(source: str) -> None:
+    """A test that does not parse is marked invalid and sends nothing to the sandbox."""
+    plan = assertions.plan_test(source)
+    assert plan.invalid is not None and "does not parse" in plan.invalid
+    assert plan.holes == ()
+    assert not plan.in_sandbox
+
+
+def test_call_of_builtins_only_is_judged_in_sandbox_never_by_the_judge() -> None:
+    """`__import__('os').system(...)` uses no candidate name: it runs whole in the sandbox, never in the judge."""
+    source = "assert __import__('os').system('echo hi') == 0"
+    plan = assertions.plan_test(source)
+    assert plan.in_sandbox
+    assert plan.outer is None
+    assert plan.holes == (source,)
+
+
+@pytest.mark.parametrize("source", [
+    "assert f(1) == open('/etc/passwd').read()",
+    "assert f(1) == eval('1')",
+    "assert f(1) == getattr(math, 'pi')",
+    "assert f(1) == math.__dict__['pi']",
+    "assert f(1) == (lambda: 1)()",
+    "assert f(1) == [].__class__",
+])
+def test_outer_expression_only_calls_whitelisted_functions(source: str) -> None:
+    """Whatever remains in the outer expression calls only the pure whitelist (or is refused wholesale)."""
+    plan = assertions.plan_test(source)
+    if plan.in_sandbox:
+        return
+    assert plan.outer is not None
+    for node in ast.walk(plan.outer):
+        if isinstance(node, ast.Call):
+            func = node.func
+            assert (isinstance(func, ast.Name) and func.id in assertions._SAFE_FUNCS) or (
+                isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name)
+                and func.value.id == "math" and func.attr in assertions._MATH_ATTRS), ast.unparse(node)
+        if isinstance(node, ast.Attribute):
+            assert isinstance(node.value, ast.Name) and node.value.id == "math"
+            assert node.attr in assertions._MATH_ATTRS
+
+
+# --- evaluate ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("source", "value", "expected"), [
+    ("assert f(3) == 5", 5, True),
+    ("assert f(3) == 5", 6, False),
+    ("assert f(3) == 5", 5.0, True),
+    ("assert f(3) == 5", "5", False),
+    ("assert abs(f(1.5) - 0.5) < 1e-6", 0.5000000001, True),
+    ("assert abs(f(1.5) - 0.5) < 1e-6", 0.51, False),
+    ("assert math.isclose(f(2), 1.0, rel_tol=1e-9)", 1.0 + 1e-12, True),
+    ("assert math.isclose(f(2), 1.0, rel_tol=1e-9)", 1.1, False),
+    ("assert f(1)", True, True),
+    ("assert f(1)", [], False),
+    ("assert not f(1)", 0, True),
+    ("assert not f(1)", "x", False),
+    ("assert f(1) is None", None, True),
+    ("assert f(1) is None", 0, False),
+    ("assert f(x)[0] == 1", [1, 2], True),
+    ("assert f(x)[0] == 1", (2, 1), False),
+    ("assert f(1) == {1: 'a'}", {1: "a"}, True),
+    ("assert sorted(f(1)) == [1, 2, 3]", {3, 2, 1}, True),
+    ("assert f(1) == 2 ** 10", 1024, True),
+    ("assert f(1) in (1, 2)", 2, True),
+    ("assert 0 < f(1) <= 3", 4, False),
+])
+def test_evaluate_passes_and_fails_like_python(source: str, value: Any, expected: bool) -> None:
+    """The outer expression gives the same verdict Python would on the same hole values."""
+    assert _evaluate(source, value) is expected
+
+
+@pytest.mark.parametrize(("source", "value", "expected"), [
+    ("assert f(1) == [1, 2]", (1, 2), False),
+    ("assert f(1) == (1, 2)", [1, 2], False),
+    ("assert f(1) == [1, 2]", [1, 2], True),
+    ("assert f(1) == {1, 2}", frozenset({1, 2}), True),
+    ("assert f(1) == 'ab'", b"ab", False),
+    ("assert f(1) == 1", True, True),
+])
+def test_evaluate_uses_exact_equality_on_decoded_values(source: str, value: Any, expected: bool) -> None:
+    """After the plain-data trip, list vs tuple stay unequal, exactly as `==` in Python says."""
+    assert _evaluate(source, decode(encode(value))) is expected
+
+
+def test_hole_error_raises_hole_failed() -> None:
+    """A hole that raised in the sandbox surfaces as HoleFailed carrying the sandbox's message."""
+    plan = _split("assert f(1) == 5")
+    with pytest.raises(HoleFailed) as info:
+        assertions.evaluate(plan, [(False, "ZeroDivisionError: division by zero")])
+    assert info.value.message == "ZeroDivisionError: division by zero"
+
+
+def test_short_circuit_skips_failed_hole_like_python() -> None:
+    """`a or b` does not need b when a is true, so a failed second hole does not matter."""
+    plan = _split("assert f(1) == 1 or g(2) == 2")
+    assert assertions.evaluate(plan, [(True, 1), (False, "ValueError: boom")]) is True
+    with pytest.raises(HoleFailed):
+        assertions.evaluate(plan, [(True, 0), (False, "ValueError: boom")])
+
+
+@pytest.mark.parametrize(("source", "value"), [
+    ("assert f(1) < 3", None),
+    ("assert f(1) + 1 == 2", "1"),
+    ("assert f(1)[5] == 1", [1]),
+    ("assert len(f(1)) == 1", 5),
+    ("assert f(1) / 0 == 1", 1),
+])
+def test_outer_type_error_raises_test_expression_error(source: str, value: Any) -> None:
+    """An exception in the trusted outer expression (e.g. `None < 3`) is a TestExpressionError."""
+    with pytest.raises(ExprError):
+        _evaluate(source, value)
+
+
+def test_opaque_hole_cannot_be_passed_to_a_builtin() -> None:
+    """A non-plain result fed to a whitelisted function is refused rather than guessed at."""
+    opaque = decode({"x": ["mod.Thing", None]})
+    with pytest.raises(ExprError):
+        _evaluate("assert len(f(1)) == 1", opaque)
+    assert _evaluate("assert f(1) == 1", opaque) is False
+    with pytest.raises(ExprError):  # truthiness unknown: an error, never a guess
+        _evaluate("assert f(1)", opaque)
+    assert _evaluate("assert f(1)", decode({"x": ["mod.Thing", True]})) is True
+
+
+COST_CASES: list[tuple[str, Any]] = [
+    ("assert f(1) == [0] * 10**9", 0),
+    ("assert f(1) == 10**9 * [0]", 0),
+    ("assert f(1) == 'ab' * 10**9", 0),
+    ("assert f(1) == 2 ** 10**9", 0),
+    ("assert f(1) == (-3) ** 10**8", 0),
+    ("assert f(1) == 1 << 10**9", 0),
+    ("assert f(1) * 10**9 == []", [0]),
+    ("assert 2 ** f(1) == 0", 10**9),
+    ("assert str(f(1)) == '1'", 10**6000),
+]
+
+
+@pytest.mark.parametrize(("source", "value"), COST_CASES, ids=[source for source, _ in COST_CASES])
+def test_cost_guards_refuse_huge_computations_quickly(source: str, value: Any) -> None:
+    """Arithmetic that would make the judge slow or huge raises TestExpressionError in well under a second."""
+    plan = _split(source)
+    start = time.perf_counter()
+    with pytest.raises(ExprError):
+        assertions.evaluate(plan, [(True, value)])
+    assert time.perf_counter() - start < 0.5
+
+
+def test_cost_guard_refuses_huge_percent_formatting() -> None:
+    """`assert f(3) % 2 == 1` with a candidate-chosen format string must not build a huge string."""
+    plan = _split("assert f(3) % 2 == 1")
+    with pytest.raises(ExprError):
+        assertions.evaluate(plan, [(True, "%100000000d")])
+
+
+def test_correct_candidate_passes_end_to_end() -> None:
+    """Plan, run holes like the sandbox, ship as plain data, evaluate: a correct program passes."""
+    program = "def f(n):\n    return [i * i for i in range(n)]\n"
+    for source, verdict in [("assert f(3) == [0, 1, 4]", True), ("assert f(3) == (0, 1, 4)", False),
+                            ("assert len(f(4)) == 4 and f(4)[-1] == 9", True)]:
+        plan = _split(source)
+        assert assertions.evaluate(plan, _run_holes(plan, program)) is verdict
+
+
+def test_expected_value_built_with_non_whitelisted_builtin_passes_correct_candidate() -> None:
+    """`assert f(3) == list(range(3))` is a valid test; a correct f must pass it, not get an error."""
+    plan = _split("assert f(3) == list(range(3))")
+    program = "def f(n):\n    return list(range(n))\n"
+    assert assertions.evaluate(plan, _run_holes(plan, program)) is True
