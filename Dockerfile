@@ -6,7 +6,8 @@ COPY pyproject.toml README.md ./
 # Dependency layer first, cached apart from the source.
 RUN python -m venv /opt/venv && /opt/venv/bin/pip install --no-cache-dir \
     "fastapi==0.163.2" "uvicorn==0.54.0" "pydantic==2.14.3" "pydantic-settings==2.16.3" \
-    "prometheus-client==0.26.0" "httpx==0.28.1"
+    "prometheus-client==0.26.0" "httpx==0.28.1" \
+    "uvloop==0.23.0" "httptools==0.9.0" "orjson==3.13.0"
 COPY service ./service
 COPY sandbox_worker ./sandbox_worker
 COPY models ./models

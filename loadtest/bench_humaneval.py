@@ -77,7 +77,7 @@ def start_gateway(log_dir: Path) -> Gateway:
     log_dir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     # Drop inherited ACECODER_* so the benchmark measures the documented defaults, not a stray shell setting.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ACECODER_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ACECODER_") or k == "ACECODER_POOL_SIZE"}
     env.update({"ACECODER_PORT": str(port), "ACECODER_LOG_LEVEL": "warning"})
     # A fixed name next to the results: overwritten each run, kept afterwards to explain a 500.
     log_path = log_dir / "bench_humaneval_gateway.log"

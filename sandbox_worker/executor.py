@@ -8,6 +8,7 @@ only the program and the candidate-side hole expressions travel to the zygote.
 from __future__ import annotations
 
 import asyncio
+import functools
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -67,5 +68,18 @@ class TestExecutor:
 
 
 def _prepare(response: str, tests: list[str]) -> tuple[str | None, list[assertions.TestPlan]]:
-    code = extract.extract_code(response, extract.called_names(tests))
-    return code, [assertions.plan_test(t) for t in tests]
+    plans = [_plan(t) for t in tests]
+    names: set[str] = set()
+    for test in tests:
+        names |= _called_names(test)
+    return extract.extract_code(response, names), plans
+
+
+# A problem's tests come back with every one of its N sampled responses: plan each test once. Plans are
+# immutable (the judge only reads them), so sharing them between requests is safe.
+_plan = functools.lru_cache(maxsize=65536)(assertions.plan_test)
+
+
+@functools.lru_cache(maxsize=65536)
+def _called_names(test: str) -> frozenset[str]:
+    return frozenset(extract.called_names([test]))

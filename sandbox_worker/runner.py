@@ -26,12 +26,20 @@ CANDIDATE_MODULE = "__candidate__"
 _len, _write, _pack, _exit = len, os.write, struct.pack, os._exit
 
 
-def send(frame: dict[str, Any]) -> None:
+_pending: list[bytes] = []
+
+
+def send(frame: dict[str, Any], flush: bool = True) -> None:
+    """Queues a frame; `flush` writes the queue in one syscall. A test's `start` is flushed before its
+    code runs (the zygote times the test from it); results ride along with the next flush."""
     payload = dumps(frame)
-    data = _pack(">I", _len(payload)) + payload
-    while data:
-        written = _write(RESULT_FD, data)
-        data = data[written:]
+    _pending.append(_pack(">I", _len(payload)) + payload)
+    if flush:
+        data = b"".join(_pending)
+        _pending.clear()
+        while data:
+            written = _write(RESULT_FD, data)
+            data = data[written:]
 
 
 def describe(exc: BaseException) -> str:
@@ -64,7 +72,7 @@ def run(job: dict[str, Any], start: int) -> NoReturn:
     except BaseException as exc:  # noqa: BLE001 - SystemExit and KeyboardInterrupt are candidate behaviour too
         send({"ev": "load_error", "error": describe(exc)})
         _exit(0)
-    send({"ev": "loaded"})
+    send({"ev": "loaded"}, flush=False)
     for index in range(start, len(job["tests"])):
         _run_test(index, job["tests"][index], namespace)
     send({"ev": "done"})
@@ -74,8 +82,8 @@ def run(job: dict[str, Any], start: int) -> NoReturn:
 def _run_test(index: int, test: dict[str, Any], namespace: dict[str, Any]) -> None:
     send({"ev": "start", "i": index})
     for j, source in enumerate(test["holes"]):
-        send(_evaluate_hole(index, j, source, test["in_sandbox"], namespace))
-    send({"ev": "end", "i": index})
+        send(_evaluate_hole(index, j, source, test["in_sandbox"], namespace), flush=False)
+    send({"ev": "end", "i": index}, flush=False)
 
 
 def _evaluate_hole(index: int, j: int, source: str, whole_test: bool, namespace: dict[str, Any]) -> dict[str, Any]:

@@ -48,6 +48,7 @@ class Supervisor:
         self.mode = mode
         self.uid = uid
         self.cgroup = cgroup
+        self.selector = selectors.DefaultSelector()  # reused: one epoll instance for all runs
 
     def self_check(self) -> None:
         """One trivial isolated run at startup, so a refused namespace fails the worker, not a request."""
@@ -110,7 +111,7 @@ class Supervisor:
         os.close(result_w)
         os.close(output_w)
         pidfd = os.pidfd_open(pid)
-        watcher = _Watcher(result_r, output_r, pidfd, tests, limits)
+        watcher = _Watcher(result_r, output_r, pidfd, tests, limits, self.selector)
         try:
             end = watcher.watch(program_deadline)
         finally:
@@ -133,8 +134,6 @@ class Supervisor:
             devnull = os.open(os.devnull, os.O_RDONLY)
             os.dup2(devnull, 0)
             os.closerange(runner.RESULT_FD + 1, 1 << 16)  # the protocol fds and everything else
-            os.environ.clear()
-            os.environ.update({"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": isolation.SCRATCH_DIR})
             isolation.enter_sandbox(limits, self.uid, self.mode)
             runner.run(job, start)
 
@@ -147,8 +146,9 @@ class _Watcher:
     """Reads one child's frames and output until it ends; applies the deadlines and caps."""
 
     def __init__(self, result_r: int, output_r: int, pidfd: int, tests: list[TestState],
-                 limits: dict[str, Any]) -> None:
+                 limits: dict[str, Any], selector: selectors.BaseSelector) -> None:
         self.result_r, self.output_r, self.pidfd = result_r, output_r, pidfd
+        self.selector = selector
         self.tests = tests
         self.limits = limits
         self.buffer = bytearray()
@@ -158,28 +158,33 @@ class _Watcher:
         self.current: int | None = None
         self.last_started = -1
         self.test_deadline: float | None = None
-        self.finished: RunEnd | None = None
 
     def _end(self, reason: str, detail: str) -> RunEnd:
         return RunEnd(reason, detail, self.current, self.last_started)
 
     def watch(self, program_deadline: float) -> RunEnd:
-        with selectors.DefaultSelector() as sel:
-            for fd in (self.result_r, self.output_r, self.pidfd):
-                os.set_blocking(fd, False)
-                sel.register(fd, selectors.EVENT_READ)
-            while self.finished is None:
-                deadline = min(program_deadline, self.test_deadline or program_deadline)
-                timeout = deadline - time.monotonic()
-                if timeout <= 0:
-                    return self._deadline_end(program_deadline)
-                for key, _ in sel.select(timeout):
-                    if key.fd == self.pidfd:
-                        return self._exit_end(sel)
-                    ended = self._pump(key.fd, sel)
-                    if ended:
-                        return ended
-        return self.finished
+        sel = self.selector
+        for fd in (self.result_r, self.output_r, self.pidfd):
+            os.set_blocking(fd, False)
+            sel.register(fd, selectors.EVENT_READ)
+        try:
+            return self._loop(sel, program_deadline)
+        finally:
+            for fd in list(sel.get_map()):
+                sel.unregister(fd)
+
+    def _loop(self, sel: selectors.BaseSelector, program_deadline: float) -> RunEnd:
+        while True:
+            deadline = min(program_deadline, self.test_deadline or program_deadline)
+            timeout = deadline - time.monotonic()
+            if timeout <= 0:
+                return self._deadline_end(program_deadline)
+            for key, _ in sel.select(timeout):
+                if key.fd == self.pidfd:
+                    return self._exit_end(sel)
+                ended = self._pump(key.fd, sel)
+                if ended:
+                    return ended
 
     def _deadline_end(self, program_deadline: float) -> RunEnd:
         if time.monotonic() >= program_deadline:

@@ -40,6 +40,9 @@ import typing  # noqa: F401
 from sandbox_worker import cgroups, isolation, supervise
 
 
+RUN_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": isolation.SCRATCH_DIR}
+
+
 def _read_exact(fd: int, size: int) -> bytes:
     chunks = []
     while size:
@@ -65,6 +68,10 @@ def write_frame(fd: int, frame: dict) -> None:
 
 def main() -> None:
     config = json.loads(sys.argv[1])
+    # The runs' environment, set once here rather than per run (touching it in a child costs page faults).
+    # The pool started this process with an environment holding nothing of the worker's.
+    os.environ.clear()
+    os.environ.update(RUN_ENV)
     proto_in, proto_out = os.dup(0), os.dup(1)
     devnull = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1):

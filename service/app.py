@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator
 
@@ -17,6 +16,7 @@ from sandbox_worker.executor import TestExecutor
 from sandbox_worker.pool import PoolConfig, SandboxPool
 from service import protocol
 from service.body_limit import BodyLimitMiddleware
+from service.request_metrics import RequestMetricsMiddleware
 from service.errors import Overloaded, ServiceError, Unavailable
 from service.metrics import Metrics
 from service.rewards import RewardService
@@ -73,8 +73,10 @@ def _install_routes(app: FastAPI) -> None:
         return PlainTextResponse(generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.post("/v1/rewards", response_model=protocol.RewardResponse, responses=ERROR_RESPONSES)
-    async def rewards(body: protocol.RewardRequest, request: Request) -> protocol.RewardResponse:
-        return await _rewards(request).score(body)
+    async def rewards(body: protocol.RewardRequest, request: Request) -> Response:
+        result = await _rewards(request).score(body)
+        # Serialised once by pydantic-core; returning the model would make FastAPI validate it again.
+        return Response(result.model_dump_json(), media_type="application/json")
 
 
 def _install_error_handlers(app: FastAPI) -> None:
@@ -111,12 +113,4 @@ def _field_of(error: Any) -> str:
 
 
 def _install_request_metrics(app: FastAPI, metrics: Metrics) -> None:
-    @app.middleware("http")
-    async def record(request: Request, call_next: Any) -> Response:
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        metrics.requests.labels(path, str(response.status_code)).inc()
-        metrics.latency.labels(path).observe(time.perf_counter() - started)
-        return response
+    app.add_middleware(RequestMetricsMiddleware, metrics=metrics)

@@ -114,10 +114,15 @@ ATTACKS: dict[str, tuple[str, list[str], list[str], str]] = {
         "def f(x):\n    return 99.0\n",
         ["assert abs(f(1) - 0.5) < 1e-06", "assert math.isclose(f(1), 0.5)", "assert len(f(1)) == 3"],
         ["fail", "fail", "error"], "ok"),
-    "tampering with the harness through gc": (
+    "tampering with the harness through gc": (  # the zygote's objects are frozen out of gc's view
         "import gc, sys\ndef f(x):\n    for o in gc.get_objects():\n        if isinstance(o, dict) and 'send' in o and 'encode' in o:\n"
         "            o['encode'] = lambda v: {'i': '5'}\n    return 0\n", ["assert f(1) == 5", "assert f(2) == 6"],
-        ["pass", "fail"], "ok"),
+        ["fail", "fail"], "ok"),
+    "tampering with the harness through sys.modules": (  # can forge reports, never a hidden expected value
+        "import sys\nrunner = sys.modules['sandbox_worker.runner']\nreal = runner.send\n"
+        "def fake(frame, flush=True):\n    if frame.get('ev') == 'hole':\n        frame = {'ev': 'hole', 'i': frame['i'], 'j': 0, 'v': {'i': '7'}}\n"
+        "    real(frame, flush)\nrunner.send = fake\ndef f(x):\n    return 0\n",
+        ["assert f(1) == 5", "assert f(2) == 6"], ["fail", "fail"], "ok"),
     "network access": (
         "import socket\ndef f(x):\n    socket.create_connection(('127.0.0.1', 6379), timeout=1)\n    return 1\n",
         ["assert f(1) == 1"], ["error"], "ok"),
