@@ -27,7 +27,6 @@ class Limits:
     max_processes: int
     max_open_files: int
     max_file_bytes: int
-    scratch_mb: int
     max_output_bytes: int
     max_result_bytes: int
 

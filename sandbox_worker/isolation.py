@@ -58,7 +58,6 @@ class RunLimits:
     max_processes: int
     max_open_files: int
     max_file_bytes: int
-    scratch_mb: int
 
 
 def _check(ret: int, what: str) -> int:
@@ -192,16 +191,15 @@ def fork_plain(child: Callable[[], NoReturn]) -> int:
     return pid
 
 
-def enter_sandbox(limits: RunLimits, uid: int, mode: str) -> None:
-    """Inside the cloned child: own /proc and scratch, rlimits, then no privileges at all."""
+def isolate(uid: int, mode: str, scratch_mb: int) -> None:
+    """Inside the cloned child, before its job arrives: own /proc and scratch, then no privileges at all."""
     if mode != "none":
         mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
         _write("/proc/self/oom_score_adj", "1000")  # under memory pressure, the run dies first
         owner = uid if mode == "root" else 0
         mount("tmpfs", SCRATCH_DIR, "tmpfs", MS_NOSUID | MS_NODEV,
-              f"size={limits.scratch_mb}m,mode=0700,uid={owner},gid={owner}")
+              f"size={scratch_mb}m,mode=0700,uid={owner},gid={owner}")
         os.chdir(SCRATCH_DIR)
-    _set_rlimits(limits)
     if mode == "root":
         os.setgroups([])
         os.setgid(uid)
@@ -211,6 +209,11 @@ def enter_sandbox(limits: RunLimits, uid: int, mode: str) -> None:
     _libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
     # After the credential change: the run dies with the zygote instead of outliving it.
     _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+def apply_limits(limits: RunLimits) -> None:
+    """The job's rlimits; only ever lowered, which an unprivileged process may do."""
+    _set_rlimits(limits)
 
 
 def _set_rlimits(limits: RunLimits) -> None:

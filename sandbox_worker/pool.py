@@ -31,6 +31,7 @@ class PoolConfig:
     isolation: str  # "namespaces" or "none"
     hidden_paths: tuple[str, ...]
     uid_base: int
+    scratch_mb: int
 
 
 class _Zygote:
@@ -58,7 +59,7 @@ async def _read_frame(stream: asyncio.StreamReader) -> dict[str, Any]:
 
 async def _start_zygote(config: PoolConfig, slot: int) -> _Zygote:
     zygote_config = {"isolation": config.isolation, "hidden_paths": list(config.hidden_paths),
-                     "uid": config.uid_base + slot, "cgroup_name": f"acecoder-{os.getpid()}-{slot}"}
+                     "uid": config.uid_base + slot, "scratch_mb": config.scratch_mb, "cgroup_name": f"acecoder-{os.getpid()}-{slot}"}
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-I", "-m", "sandbox_worker.zygote", json.dumps(zygote_config),
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, cwd="/", env=ZYGOTE_ENV,

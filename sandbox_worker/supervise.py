@@ -9,6 +9,7 @@ nearest deadline as timeout, and kills the child's whole PID namespace with one 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import selectors
@@ -43,19 +44,53 @@ class RunEnd:
     last_started: int = -1
 
 
+@dataclass
+class _Child:
+    """An isolated child, cloned ahead of time, blocked reading its job from `job_w`'s pipe."""
+
+    pid: int
+    pidfd: int
+    job_w: int
+    result_r: int
+    output_r: int
+
+    def close(self) -> None:
+        for fd in (self.pidfd, self.job_w, self.result_r, self.output_r):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
 class Supervisor:
-    def __init__(self, mode: str, uid: int, cgroup: cgroups.SlotCgroup | None) -> None:
+    """Runs programs in isolated children. The next child is cloned and isolated while the zygote is idle
+    (`prepare`), and a finished child is reaped after the report went out (`release`): namespace setup and
+    teardown stay off the request's path."""
+
+    def __init__(self, mode: str, uid: int, cgroup: cgroups.SlotCgroup | None, scratch_mb: int) -> None:
         self.mode = mode
         self.uid = uid
         self.cgroup = cgroup
+        self.scratch_mb = scratch_mb
         self.selector = selectors.DefaultSelector()  # reused: one epoll instance for all runs
+        self._spare: _Child | None = None
+        self._finished: _Child | None = None
 
     def self_check(self) -> None:
         """One trivial isolated run at startup, so a refused namespace fails the worker, not a request."""
         report = self.run_program({"code": "x = 1", "tests": [{"holes": ["x"], "in_sandbox": False}],
                                    "limits": _default_limits(), "allowed_modules": []})
+        self.release()
         if report["tests"][0]["state"] != "done" or report["status"] != "ok":
             raise isolation.IsolationUnavailable(f"sandbox self-check failed: {report}")
+
+    def prepare(self) -> None:
+        if self._spare is None:
+            self._spare = self._spawn()
+
+    def release(self) -> None:
+        if self._finished is not None:
+            _kill_and_reap(self._finished.pid)
+            self._finished.close()
+            self._finished = None
 
     def run_program(self, job: dict[str, Any]) -> dict[str, Any]:
         limits = job["limits"]
@@ -100,46 +135,92 @@ class Supervisor:
 
     def _run_child(self, job: dict[str, Any], start: int, tests: list[TestState], program_deadline: float,
                    limits: dict[str, Any]) -> tuple[RunEnd, bytes]:
-        result_r, result_w = os.pipe()
-        output_r, output_w = os.pipe()
-        run_limits = _run_limits(limits)
         oom_before = 0
         if self.cgroup is not None:
             self.cgroup.set_limit(limits["memory_mb"] + ZYGOTE_ALLOWANCE_MB)
             oom_before = self.cgroup.oom_kills()
-        pid = self._spawn(job, start, run_limits, result_w, output_w)
-        os.close(result_w)
-        os.close(output_w)
-        pidfd = os.pidfd_open(pid)
-        watcher = _Watcher(result_r, output_r, pidfd, tests, limits, self.selector)
+        child = self._dispatch({"job": job, "start": start})
+        watcher = _Watcher(child.result_r, child.output_r, child.pidfd, tests, limits, self.selector)
         try:
             end = watcher.watch(program_deadline)
-        finally:
-            wait_status = _kill_and_reap(pid)
-            for fd in (result_r, output_r, pidfd):
-                os.close(fd)
+        except BaseException:
+            _kill_and_reap(child.pid)
+            child.close()
+            raise
+        if end.reason == "done":
+            self._finished = child  # reaped after the report is sent
+            return end, watcher.output_head
+        wait_status = _kill_and_reap(child.pid)
+        child.close()
         if end.reason == "exited":
             end = _refine_exit(end, wait_status)
-        if self.cgroup is not None and end.reason != "done" and self.cgroup.oom_kills() > oom_before:
+        if self.cgroup is not None and self.cgroup.oom_kills() > oom_before:
             end = RunEnd("memory_exceeded", f"memory limit of {limits['memory_mb']} MB exceeded", end.current,
                          end.last_started)
         return end, watcher.output_head
 
-    def _spawn(self, job: dict[str, Any], start: int, limits: isolation.RunLimits, result_w: int,
-               output_w: int) -> int:
+    def _dispatch(self, message: dict[str, Any]) -> _Child:
+        """Hands the job to the spare child (cloning one if there is none, or if the spare died)."""
+        payload = json.dumps(message, separators=(",", ":")).encode()
+        data = struct.pack(">I", len(payload)) + payload
+        for _ in range(2):
+            child, self._spare = self._spare or self._spawn(), None
+            try:
+                _write_all(child.job_w, data)
+            except OSError:  # the spare is gone (killed from outside); take a fresh one
+                _kill_and_reap(child.pid)
+                child.close()
+                continue
+            os.close(child.job_w)
+            child.job_w = -1
+            return child
+        raise isolation.IsolationUnavailable("sandbox children die before their job arrives")
+
+    def _spawn(self) -> _Child:
+        job_r, job_w = os.pipe()
+        result_r, result_w = os.pipe()
+        output_r, output_w = os.pipe()
+
         def child() -> NoReturn:
+            os.dup2(job_r, 0)
             os.dup2(result_w, runner.RESULT_FD)
             os.dup2(output_w, 1)
             os.dup2(output_w, 2)
+            os.closerange(runner.RESULT_FD + 1, 1 << 16)  # the protocol fds and everything else
+            isolation.isolate(self.uid, self.mode, self.scratch_mb)
+            message = _read_frame(0)
             devnull = os.open(os.devnull, os.O_RDONLY)
             os.dup2(devnull, 0)
-            os.closerange(runner.RESULT_FD + 1, 1 << 16)  # the protocol fds and everything else
-            isolation.enter_sandbox(limits, self.uid, self.mode)
-            runner.run(job, start)
+            os.close(devnull)
+            isolation.apply_limits(_run_limits(message["job"]["limits"]))
+            runner.run(message["job"], message["start"])
 
-        if self.mode == "none":
-            return isolation.fork_plain(child)
-        return isolation.clone_into_namespaces(child)
+        pid = isolation.fork_plain(child) if self.mode == "none" else isolation.clone_into_namespaces(child)
+        for fd in (job_r, result_w, output_w):
+            os.close(fd)
+        return _Child(pid, os.pidfd_open(pid), job_w, result_r, output_r)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    while data:
+        data = data[os.write(fd, data):]
+
+
+def _read_frame(fd: int) -> dict[str, Any]:
+    header = _read_exact(fd, 4)
+    (size,) = struct.unpack(">I", header)
+    return json.loads(_read_exact(fd, size))
+
+
+def _read_exact(fd: int, size: int) -> bytes:
+    chunks = []
+    while size:
+        chunk = os.read(fd, size)
+        if not chunk:
+            os._exit(0)  # the zygote went away before sending a job
+        chunks.append(chunk)
+        size -= len(chunk)
+    return b"".join(chunks)
 
 
 class _Watcher:
@@ -335,10 +416,10 @@ def _run_limits(limits: dict[str, Any]) -> isolation.RunLimits:
     return isolation.RunLimits(
         memory_mb=limits["memory_mb"], cpu_s=int(limits["program_timeout_s"]) + 1,
         max_processes=limits["max_processes"], max_open_files=limits["max_open_files"],
-        max_file_bytes=limits["max_file_bytes"], scratch_mb=limits["scratch_mb"])
+        max_file_bytes=limits["max_file_bytes"])
 
 
 def _default_limits() -> dict[str, Any]:
     return {"test_timeout_s": 10.0, "program_timeout_s": 20.0, "memory_mb": 1024, "max_processes": 8,
-            "max_open_files": 64, "max_file_bytes": 1 << 20, "scratch_mb": 4, "max_output_bytes": 1 << 16,
+            "max_open_files": 64, "max_file_bytes": 1 << 20, "max_output_bytes": 1 << 16,
             "max_result_bytes": 1 << 16}

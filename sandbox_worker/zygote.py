@@ -90,18 +90,20 @@ def main() -> None:
             writable = (cgroups.mount_root_of(cgroup.path),) if cgroup else ()
             mode = isolation.prepare_zygote(config["hidden_paths"], isolation.python_install_paths(), config["uid"],
                                             writable)
-        supervisor = supervise.Supervisor(mode=mode, uid=config["uid"], cgroup=cgroup)
+        supervisor = supervise.Supervisor(mode=mode, uid=config["uid"], cgroup=cgroup, scratch_mb=config["scratch_mb"])
         supervisor.self_check()
     except Exception as exc:  # noqa: BLE001 - reported to the owner, which refuses to start
         write_frame(proto_out, {"ready": False, "error": f"{type(exc).__name__}: {exc}", "where": traceback.format_exc(limit=-3)})
         return
     write_frame(proto_out, {"ready": True, "mode": mode, "cgroup": cgroup.version if cgroup else None})
     while True:
+        supervisor.prepare()  # the next run's child is cloned and isolated while we wait
         try:
             job = read_frame(proto_in)
         except EOFError:
             break
         write_frame(proto_out, supervisor.run_program(job))
+        supervisor.release()  # reap the finished run after its report went out
     if cgroup is not None:
         cgroup.leave_and_remove()
 

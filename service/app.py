@@ -34,7 +34,8 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         pool = SandboxPool(PoolConfig(size=settings.resolved_pool_size(), isolation=settings.sandbox_isolation,
                                       hidden_paths=tuple(settings.sandbox_hidden_paths),
-                                      uid_base=settings.sandbox_uid_base))
+                                      uid_base=settings.sandbox_uid_base,
+                                      scratch_mb=settings.sandbox_scratch_mb))
         await pool.start()
         executor = TestExecutor(pool, settings.sandbox_allowed_modules)
         app.state.rewards = RewardService(executor, settings, metrics)

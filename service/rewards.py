@@ -39,7 +39,7 @@ class RewardService:
             program_timeout_s=min(req.program_timeout_s or s.default_program_timeout_s, s.max_program_timeout_s),
             memory_mb=min(req.memory_mb or s.default_memory_mb, s.max_memory_mb),
             max_processes=s.sandbox_max_processes, max_open_files=s.sandbox_max_open_files,
-            max_file_bytes=s.sandbox_max_file_bytes, scratch_mb=s.sandbox_scratch_mb,
+            max_file_bytes=s.sandbox_max_file_bytes,
             max_output_bytes=s.sandbox_max_output_bytes, max_result_bytes=s.sandbox_max_result_bytes)
 
     def _check_sizes(self, request: protocol.RewardRequest) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import textwrap
+import time
 from pathlib import Path
 
 import httpx
@@ -240,7 +241,8 @@ def test_no_network_at_all(client: httpx.Client) -> None:
     assert "connected" not in seen.values()
 
 
-def _sandbox_processes() -> list[int]:
+def _leftover_run_processes() -> list[int]:
+    """Processes of sandbox uids other than a run's PID 1 (each slot keeps one spare run waiting for its job)."""
     pids = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -248,8 +250,10 @@ def _sandbox_processes() -> list[int]:
                 status = Path(f"/proc/{entry}/status").read_text()
             except OSError:
                 continue
-            uid = int(next(line for line in status.splitlines() if line.startswith("Uid:")).split()[1])
-            if uid >= 200000:
+            fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+            uid = int(fields["Uid"].split()[1])
+            pid_in_run = fields["NSpid"].split()[-1]
+            if uid >= 200000 and pid_in_run != "1":
                 pids.append(int(entry))
     return pids
 
@@ -260,7 +264,10 @@ def test_daemon_grandchildren_and_threads_do_not_outlive_the_run(client: httpx.C
                "    threading.Thread(target=lambda: time.sleep(1000), daemon=False).start()\n    return x\n")
     result = score(client, program, ["assert f(1) == 1"], limits=FAST)
     assert result["tests"]["outcomes"] == ["pass"]
-    assert _sandbox_processes() == []
+    deadline = time.monotonic() + 5  # the finished run is reaped just after its report goes out
+    while _leftover_run_processes() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _leftover_run_processes() == []
 
 
 def test_missing_dependency_is_a_per_test_error_with_the_reason(client: httpx.Client) -> None:
@@ -269,3 +276,22 @@ def test_missing_dependency_is_a_per_test_error_with_the_reason(client: httpx.Cl
     assert result["tests"]["outcomes"] == ["error", "error"]
     assert all(d.startswith("missing dependency") for d in result["tests"]["details"]), result
     assert "numpy" in result["tests"]["details"][0]
+
+
+LISTEN = ("import socket, time\ndef f(x):\n    s = socket.socket(socket.AF_UNIX)\n    s.bind('\\0acecoder-leak')\n"
+          "    s.listen()\n    time.sleep(x)\n    return 1\n")
+CONNECT = ("import socket, time\ndef f(x):\n    time.sleep(x)\n    s = socket.socket(socket.AF_UNIX)\n    try:\n"
+           "        s.connect('\\0acecoder-leak')\n        return 'connected'\n    except OSError as exc:\n"
+           "        return type(exc).__name__\n")
+
+
+def test_runs_cannot_talk_through_abstract_unix_sockets(client: httpx.Client) -> None:
+    """Concurrent runs are in different network namespaces; a later run finds nothing an earlier one left."""
+    together = client.post("/v1/rewards", json={"items": [
+        {"response": LISTEN, "tests": ["assert f(1.5) == 1"]},
+        {"response": CONNECT, "tests": ["assert f(0.5) == 'ConnectionRefusedError'"]}]}).json()
+    assert together["rewards"] == [1.0, 1.0], together
+    for _ in range(2):  # one per slot
+        assert score(client, LISTEN, ["assert f(0) == 1"])["reward"] == 1.0
+    for _ in range(4):
+        assert score(client, CONNECT, ["assert f(0) == 'ConnectionRefusedError'"])["reward"] == 1.0
