@@ -103,6 +103,8 @@ class Supervisor:
             end, out = self._run_child(job, start, tests, program_deadline, limits)
             output = output or out
             if end.reason == "done":
+                if end.detail == "memory_exceeded" and status == "ok":
+                    status = "memory_exceeded"
                 break
             if end.reason == "load_error":
                 status = _load_status(end.detail)
@@ -149,6 +151,8 @@ class Supervisor:
             raise
         if end.reason == "done":
             self._finished = child  # reaped after the report is sent
+            if self.cgroup is not None and self.cgroup.oom_kills() > oom_before:
+                end.detail = "memory_exceeded"  # a process of the run was OOM-killed; the tests still finished
             return end, watcher.output_head
         wait_status = _kill_and_reap(child.pid)
         child.close()
