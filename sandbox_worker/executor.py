@@ -1,14 +1,15 @@
-"""One item's test reward, end to end: extract the code, plan the tests, run in the sandbox, judge.
+"""One item's test reward, end to end: plan the tests, run in the sandbox (which extracts the code), judge.
 
 This is the seam the gateway (embedded pool) and, later, the queue worker share: `TestExecutor.execute`
-takes the raw response and tests and returns a `TestsResult`. The expected values stay in this process;
-only the program and the candidate-side hole expressions travel to the zygote.
+takes the raw response and tests and returns an `ItemResult`. The expected values stay in this process;
+only the response and the candidate-side hole expressions travel to the zygote.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -37,41 +38,56 @@ class ItemResult:
     tests: judge.TestsResult
 
 
+INLINE_TEST_CHARS = 20_000  # tests this small are planned on the event loop; bigger ones in the parser thread
+
+
 class TestExecutor:
     def __init__(self, pool: SandboxPool, allowed_modules: list[str]) -> None:
         self.pool = pool
         self.allowed_modules = allowed_modules
         # One parser thread: CPython 3.11's ast.parse is not safe in several threads at once (it can raise
-        # "SystemError: AST constructor recursion depth mismatch"), and parsing must stay off the event loop.
+        # "SystemError: AST constructor recursion depth mismatch"). The lock keeps inline planning on the
+        # event loop from overlapping with it.
         self._parser = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parse")
+        self._parse_lock = threading.Lock()
 
     async def execute(self, response: str, tests: list[str], limits: Limits) -> ItemResult:
-        # Parsing untrusted text is CPU work: keep it off the event loop.
-        loop = asyncio.get_running_loop()
-        code, plans = await loop.run_in_executor(self._parser, _prepare, response, tests)
-        if code is None:
-            return ItemResult(None, judge.not_run("no_code", len(tests), "no code found in the response"))
+        plans, names = await self._plan(tests)
         runnable = [p for p in plans if not p.invalid]
         if not runnable:
-            return ItemResult(code, judge.judge(plans, {"status": "ok", "tests": []}))
+            return ItemResult(None, judge.judge(plans, {"status": "ok", "tests": []}))
         job: dict[str, Any] = {
-            "code": code,
+            "response": response,  # the sandbox extracts the program: hostile text never costs the gateway
+            "names": sorted(names),
             "tests": [{"holes": list(p.holes), "in_sandbox": p.in_sandbox} for p in runnable],
             "limits": limits.__dict__,
             "allowed_modules": self.allowed_modules,
         }
         report = await self.pool.run(job)
         if report["status"] == "infra_error":
-            return ItemResult(code, judge.not_run("infra_error", len(tests), str(report.get("error"))))
-        return ItemResult(code, judge.judge(plans, report))
+            return ItemResult(None, judge.not_run("infra_error", len(tests), str(report.get("error"))))
+        return ItemResult(report.get("code"), judge.judge(plans, report))
+
+    async def _plan(self, tests: list[str]) -> tuple[list[assertions.TestPlan], frozenset[str]]:
+        """Plans are cached, so a problem's tests are parsed once for all of its sampled responses."""
+        if sum(len(t) for t in tests) <= INLINE_TEST_CHARS and self._parse_lock.acquire(blocking=False):
+            try:
+                return _plan_all(tests)
+            finally:
+                self._parse_lock.release()
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._parser, self._plan_locked, tests)
+
+    def _plan_locked(self, tests: list[str]) -> tuple[list[assertions.TestPlan], frozenset[str]]:
+        with self._parse_lock:
+            return _plan_all(tests)
 
 
-def _prepare(response: str, tests: list[str]) -> tuple[str | None, list[assertions.TestPlan]]:
-    plans = [_plan(t) for t in tests]
-    names: set[str] = set()
+def _plan_all(tests: list[str]) -> tuple[list[assertions.TestPlan], frozenset[str]]:
+    names: frozenset[str] = frozenset()
     for test in tests:
         names |= _called_names(test)
-    return extract.extract_code(response, names), plans
+    return [_plan(t) for t in tests], names
 
 
 # A problem's tests come back with every one of its N sampled responses: plan each test once. Plans are

@@ -4,8 +4,12 @@ Everything here executes in the candidate's own process, so nothing here is trus
 rewrite any of it. That is why this module never sees an expected value and never decides a pass; it only
 reports values (as exact-typed plain data) on the result channel, and the judge outside compares them.
 
+The program is extracted from the raw response here too, before any candidate code runs: parsing hostile
+text is bounded by the run's deadline instead of costing the gateway, and the `code` frame that reports it
+is written while the process is still pristine.
+
 Frames on the result fd: 4-byte big-endian length + JSON object with an "ev" key:
-  loaded | load_error{error} | start{i} | hole{i, j, v | err} | end{i} | done
+  code{code} | no_code | loaded | load_error{error} | start{i} | hole{i, j, v | err} | end{i} | done
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import struct
 import sys
 from typing import Any, NoReturn
 
+from sandbox_worker.extract import extract_code
 from sandbox_worker.plain_data import EncodeError, dumps, encode
 
 RESULT_FD = 3
@@ -66,8 +71,13 @@ def run(job: dict[str, Any], start: int) -> NoReturn:
     sys.meta_path.insert(0, _ImportGate(frozenset(job["allowed_modules"])))
     sys.argv = ["solution.py"]
     namespace: dict[str, Any] = {"__name__": CANDIDATE_MODULE, "__builtins__": builtins}
+    source = extract_code(job["response"], set(job["names"]))
+    if source is None:
+        send({"ev": "no_code"})
+        _exit(0)
+    send({"ev": "code", "code": source})
     try:
-        code = compile(job["code"], "solution.py", "exec")
+        code = compile(source, "solution.py", "exec")
         exec(code, namespace)
     except BaseException as exc:  # noqa: BLE001 - SystemExit and KeyboardInterrupt are candidate behaviour too
         send({"ev": "load_error", "error": describe(exc)})

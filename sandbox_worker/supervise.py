@@ -76,7 +76,7 @@ class Supervisor:
 
     def self_check(self) -> None:
         """One trivial isolated run at startup, so a refused namespace fails the worker, not a request."""
-        report = self.run_program({"code": "x = 1", "tests": [{"holes": ["x"], "in_sandbox": False}],
+        report = self.run_program({"response": "x = 1", "names": [], "tests": [{"holes": ["x"], "in_sandbox": False}],
                                    "limits": _default_limits(), "allowed_modules": []})
         self.release()
         if report["tests"][0]["state"] != "done" or report["status"] != "ok":
@@ -98,10 +98,17 @@ class Supervisor:
         program_deadline = started + limits["program_timeout_s"]
         tests = [TestState() for _ in job["tests"]]
         status, output, kills, runs, start = "ok", b"", [], 0, 0
+        code: str | None = None
         while True:
             runs += 1
-            end, out = self._run_child(job, start, tests, program_deadline, limits)
-            output = output or out
+            end, watcher = self._run_child(job, start, tests, program_deadline, limits)
+            output = output or watcher.output_head
+            code = code or watcher.code
+            if end.reason == "no_code":
+                status = "no_code"
+                for t in tests:
+                    t.error = end.detail
+                break
             if end.reason == "done":
                 if end.detail == "memory_exceeded" and status == "ok":
                     status = "memory_exceeded"
@@ -117,7 +124,7 @@ class Supervisor:
             if end.reason == "program_timeout" or nxt >= len(tests) or nxt <= start - 1:
                 break
             start = nxt
-        return {"status": status, "tests": [t.__dict__ for t in tests], "runs": runs, "kills": kills,
+        return {"status": status, "code": code, "tests": [t.__dict__ for t in tests], "runs": runs, "kills": kills,
                 "output": output.decode("utf-8", "replace"), "run_time_s": time.monotonic() - started}
 
     def _mark_interrupted(self, end: RunEnd, tests: list[TestState], start: int) -> int:
@@ -136,7 +143,7 @@ class Supervisor:
         return current + 1
 
     def _run_child(self, job: dict[str, Any], start: int, tests: list[TestState], program_deadline: float,
-                   limits: dict[str, Any]) -> tuple[RunEnd, bytes]:
+                   limits: dict[str, Any]) -> tuple[RunEnd, _Watcher]:
         oom_before = 0
         if self.cgroup is not None:
             self.cgroup.set_limit(limits["memory_mb"] + ZYGOTE_ALLOWANCE_MB)
@@ -153,7 +160,7 @@ class Supervisor:
             self._finished = child  # reaped after the report is sent
             if self.cgroup is not None and self.cgroup.oom_kills() > oom_before:
                 end.detail = "memory_exceeded"  # a process of the run was OOM-killed; the tests still finished
-            return end, watcher.output_head
+            return end, watcher
         wait_status = _kill_and_reap(child.pid)
         child.close()
         if end.reason == "exited":
@@ -161,7 +168,7 @@ class Supervisor:
         if self.cgroup is not None and self.cgroup.oom_kills() > oom_before:
             end = RunEnd("memory_exceeded", f"memory limit of {limits['memory_mb']} MB exceeded", end.current,
                          end.last_started)
-        return end, watcher.output_head
+        return end, watcher
 
     def _dispatch(self, message: dict[str, Any]) -> _Child:
         """Hands the job to the spare child (cloning one if there is none, or if the spare died)."""
@@ -243,6 +250,7 @@ class _Watcher:
         self.current: int | None = None
         self.last_started = -1
         self.test_deadline: float | None = None
+        self.code: str | None = None
 
     def _end(self, reason: str, detail: str) -> RunEnd:
         return RunEnd(reason, detail, self.current, self.last_started)
@@ -338,6 +346,11 @@ class _Watcher:
         ev = frame["ev"]
         if ev == "load_error":
             return RunEnd("load_error", str(frame["error"])[:500], None, self.last_started)
+        if ev == "code":
+            self.code = str(frame["code"])
+            return None
+        if ev == "no_code":
+            return RunEnd("no_code", "no code found in the response", None, self.last_started)
         if ev == "start":
             index = _index(frame["i"], self.tests)
             self.current, self.last_started = index, max(self.last_started, index)

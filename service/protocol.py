@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
+
+
+def _json_integer(value: Any) -> Any:
+    """JSON Schema's integer: 3 and 3.0 are integers, true and "3" are not."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError("Input should be a valid integer")
+    if isinstance(value, float) and not value.is_integer():
+        raise ValueError("Input should be a valid integer, got a number with a fractional part")
+    return int(value)
+
+
+PositiveJsonInt = Annotated[int, BeforeValidator(_json_integer), Field(gt=0),
+                           WithJsonSchema({"type": "integer", "exclusiveMinimum": 0})]
 
 
 class StrictModel(BaseModel):
@@ -20,7 +33,8 @@ class RewardItem(StrictModel):
 class LimitsIn(StrictModel):
     test_timeout_s: float | None = Field(None, gt=0, description="Per-test wall-clock limit; capped by the server.")
     program_timeout_s: float | None = Field(None, gt=0, description="Whole-program limit; capped by the server.")
-    memory_mb: int | None = Field(None, gt=0, description="Address-space limit per process; capped by the server.")
+    memory_mb: PositiveJsonInt | None = Field(None, strict=False,
+                                      description="Memory limit of the run, in MB; capped by the server.")
 
 
 class RewardRequest(StrictModel):
