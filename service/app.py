@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -16,9 +17,9 @@ from sandbox_worker.executor import TestExecutor
 from sandbox_worker.pool import PoolConfig, SandboxPool
 from service import protocol
 from service.body_limit import BodyLimitMiddleware
-from service.request_metrics import RequestMetricsMiddleware
 from service.errors import Overloaded, ServiceError, Unavailable
 from service.metrics import Metrics
+from service.request_metrics import RequestMetricsMiddleware
 from service.rewards import RewardService
 from service.settings import Settings
 
@@ -39,7 +40,8 @@ def create_app(settings: Settings) -> FastAPI:
         await pool.start()
         executor = TestExecutor(pool, settings.sandbox_allowed_modules)
         app.state.rewards = RewardService(executor, settings, metrics)
-        log.info("sandbox pool ready: %d zygotes, isolation=%s, memory cgroup v%s", pool.config.size, pool.mode, pool.cgroup)
+        log.info("sandbox pool ready: %d zygotes, isolation=%s, memory cgroup v%s", pool.config.size, pool.mode,
+                 pool.cgroup)
         try:
             yield
         finally:

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import REPO, free_port, stop_gateway, Gateway, wait_healthy
+from tests.conftest import REPO, Gateway, free_port, stop_gateway, wait_healthy
 
 # A user namespace in which creating further user namespaces is forbidden, and where uid 200000 (the
 # sandbox's run uid) does not exist: the sandbox cannot isolate runs there.

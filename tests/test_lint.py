@@ -1,0 +1,14 @@
+"""Tooling enforces the code policy: the project lints clean with its own ruff configuration."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from tests.conftest import REPO
+
+
+def test_ruff_is_clean() -> None:
+    result = subprocess.run([sys.executable, "-m", "ruff", "check", "service", "sandbox_worker", "models", "loadtest",
+                             "tests"], cwd=REPO, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
