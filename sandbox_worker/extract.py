@@ -21,6 +21,11 @@ _CODE_START = re.compile(
     r"|[A-Za-z_][\w.]*(\[[^\]]*\])?\s*([-+*/%|&^]|//|\*\*|>>|<<)?=[^=]|[A-Za-z_][\w.]*\(|#")
 
 
+def looks_like_plain_code(response: str) -> bool:
+    """No fences and no reasoning block: the response is used as is if it compiles (one parse, not two)."""
+    return "```" not in response and "<think>" not in response.lower()
+
+
 def extract_code(response: str, test_names: set[str] | None = None) -> str | None:
     """Returns the program to run, or None when the response holds no code."""
     text = _THINK.sub("", response)
@@ -35,6 +40,8 @@ def extract_code(response: str, test_names: set[str] | None = None) -> str | Non
 
 
 def _pick_block(blocks: list[str], test_names: set[str]) -> str:
+    if len(blocks) == 1:
+        return blocks[0]
     if test_names:
         scored = [(len(_defined_names(b) & test_names), len(b), b) for b in blocks]
         best = max(scored, key=lambda t: (t[0], t[1]))

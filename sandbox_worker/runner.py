@@ -20,7 +20,7 @@ import struct
 import sys
 from typing import Any, NoReturn
 
-from sandbox_worker.extract import extract_code
+from sandbox_worker.extract import extract_code, looks_like_plain_code
 from sandbox_worker.plain_data import EncodeError, dumps, encode
 
 RESULT_FD = 3
@@ -71,13 +71,14 @@ def run(job: dict[str, Any], start: int) -> NoReturn:
     sys.meta_path.insert(0, _ImportGate(frozenset(job["allowed_modules"])))
     sys.argv = ["solution.py"]
     namespace: dict[str, Any] = {"__name__": CANDIDATE_MODULE, "__builtins__": builtins}
-    source = extract_code(job["response"], set(job["names"]))
+    source, code = _extract(job["response"], job["names"])
     if source is None:
         send({"ev": "no_code"})
         _exit(0)
     send({"ev": "code", "code": source})
     try:
-        code = compile(source, "solution.py", "exec")
+        if code is None:
+            code = compile(source, "solution.py", "exec")
         exec(code, namespace)
     except BaseException as exc:
         send({"ev": "load_error", "error": describe(exc)})
@@ -87,6 +88,16 @@ def run(job: dict[str, Any], start: int) -> NoReturn:
         _run_test(index, job["tests"][index], namespace)
     send({"ev": "done"})
     _exit(0)
+
+
+def _extract(response: str, names: list[str]) -> tuple[str | None, Any]:
+    """The program and, when the response compiled as it is, its code object (no second parse)."""
+    if looks_like_plain_code(response) and response.strip():
+        try:
+            return response, compile(response, "solution.py", "exec")
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
+            pass
+    return extract_code(response, set(names)), None
 
 
 def _run_test(index: int, test: dict[str, Any], namespace: dict[str, Any]) -> None:
