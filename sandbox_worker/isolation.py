@@ -135,6 +135,7 @@ def prepare_zygote(hidden_paths: list[str], keep_paths: list[str], run_uid: int,
         mount("tmpfs", SCRATCH_DIR, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0755")
         for index, hidden in enumerate(hidden_paths):
             _mask(hidden, [k for k in keep_paths if _is_under(k, hidden)], index)
+        _minimal_dev()
         make_tree_readonly("/")
         for point in writable_mounts:  # the slot's cgroup: root-owned files, useless to the run's uid
             set_mount_writable(point)
@@ -164,6 +165,29 @@ def _mask(hidden: str, keep: list[str], index: int) -> None:
     for spot, path in stage:
         os.makedirs(path, exist_ok=True)
         mount(spot, path, None, MS_MOVE)
+
+
+DEV_NODES = ("null", "zero", "full", "random", "urandom")
+
+
+def _minimal_dev() -> None:
+    """Replaces /dev by a tmpfs holding only the harmless character devices (no disks, no consoles, no
+    kvm), so even a run whose uid maps to the host's root (a rootless setup) cannot reach raw devices."""
+    staged = []
+    for name in DEV_NODES:
+        source = f"/dev/{name}"
+        if os.path.exists(source):
+            spot = f"{SCRATCH_DIR}/dev-{name}"
+            open(spot, "w").close()
+            mount(source, spot, None, MS_BIND)
+            staged.append((spot, name))
+    mount("tmpfs", "/dev", "tmpfs", MS_NOSUID, "size=64k,mode=0755")
+    for spot, name in staged:
+        open(f"/dev/{name}", "w").close()
+        mount(spot, f"/dev/{name}", None, MS_MOVE)
+    for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"),
+                         ("stderr", "/proc/self/fd/2")):
+        os.symlink(target, f"/dev/{name}")
 
 
 def clone_into_namespaces(child: Callable[[], NoReturn]) -> int:

@@ -193,6 +193,8 @@ class Supervisor:
         output_r, output_w = os.pipe()
 
         def child() -> NoReturn:
+            # A session and process group of its own: kill(0) or killpg from the run reaches only the run.
+            os.setsid()
             os.dup2(job_r, 0)
             os.dup2(result_w, runner.RESULT_FD)
             os.dup2(output_w, 1)
