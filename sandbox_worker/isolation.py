@@ -208,12 +208,11 @@ def clone_into_namespaces(child: Callable[[], NoReturn]) -> int:
 
 
 def fork_plain(child: Callable[[], NoReturn]) -> int:
-    """The unisolated fallback an operator opted into: a plain fork in a new session."""
+    """The unisolated fallback an operator opted into: a plain fork (the child starts its own session)."""
     gc.freeze()
     pid = os.fork()
     if pid == 0:
         try:
-            os.setsid()
             child()
         finally:
             os._exit(70)
