@@ -6,7 +6,9 @@ Shared by the test suite and the benchmarks, so both exercise the real entry poi
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -52,7 +54,7 @@ def start_gateway(log_dir: Path, env_overrides: dict[str, str] | None = None, ke
     env.update({"ACECODER_PORT": str(port), "ACECODER_LOG_LEVEL": "warning", **(env_overrides or {})})
     log_path = log_dir / f"gateway-{port}.log"
     proc = subprocess.Popen([sys.executable, "-m", "service.cli", "serve"], cwd=REPO, env=env,
-                            stdout=log_path.open("wb"), stderr=subprocess.STDOUT)
+                            stdout=log_path.open("wb"), stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
     gateway = Gateway(f"http://127.0.0.1:{port}", proc, log_path)
     if wait:
         try:
@@ -61,6 +63,11 @@ def start_gateway(log_dir: Path, env_overrides: dict[str, str] | None = None, ke
             stop_gateway(gateway)
             raise
     return gateway
+
+
+def _die_with_parent() -> None:
+    """A gateway started by a test run or benchmark must not outlive it when that run is killed."""
+    ctypes.CDLL(None).prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
 
 
 def wait_healthy(gateway: Gateway, timeout_s: float = 60.0) -> None:

