@@ -17,8 +17,8 @@ from tests.test_attacks import ATTACKS, FAST, HONEST
 
 pytestmark = pytest.mark.skipif(shutil.which("unshare") is None, reason="util-linux unshare not installed")
 
-# Not the fork bomb: with one uid for the zygote and its runs, RLIMIT_NPROC holds less well here, and the
-# slot can stall until the pool replaces its zygote (see README, rootless mode).
+# Not the fork bomb: this test's user namespace maps to the host's root, and the kernel never applies
+# RLIMIT_NPROC to processes whose host uid is root. In a real rootless setup (a non-root host uid) it does.
 CASES = ["infinite loop", "ignored signals", "segfault via ctypes", "memory bomb", "stdout flood",
          "disk filling", "os._exit(0) inside a test", "__eq__ always true", "network access",
          "killing the parent and every visible process"]
