@@ -87,8 +87,8 @@ def plan_test(source: str) -> TestPlan:
     """Parses one test and decides what runs in the sandbox and what is judged outside."""
     try:
         module = ast.parse(source)
-    except (SyntaxError, ValueError) as exc:
-        return TestPlan(source, invalid=f"test does not parse: {exc}")
+    except (SyntaxError, ValueError, MemoryError, RecursionError) as exc:
+        return TestPlan(source, invalid=f"test does not parse: {type(exc).__name__}: {exc}"[:500])
     body = module.body
     if len(body) != 1 or not isinstance(body[0], ast.Assert):
         return TestPlan(source, holes=(source,), in_sandbox=True)

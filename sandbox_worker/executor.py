@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ class ItemResult:
 
 
 INLINE_TEST_CHARS = 20_000  # tests this small are planned on the event loop; bigger ones in the parser thread
+INLINE_REPORT_BYTES = 64 * 1024  # reports this small are judged on the event loop; bigger ones in a thread
 
 
 class TestExecutor:
@@ -63,10 +65,13 @@ class TestExecutor:
             "limits": limits.__dict__,
             "allowed_modules": self.allowed_modules,
         }
-        report = await self.pool.run(job)
-        if report["status"] == "infra_error":
-            return ItemResult(None, judge.not_run("infra_error", len(tests), str(report.get("error"))))
-        return ItemResult(report.get("code"), judge.judge(plans, report))
+        raw = await self.pool.run(job)
+        if raw is None:
+            return ItemResult(None, judge.not_run("infra_error", len(tests), "sandbox process failed"))
+        if len(raw) <= INLINE_REPORT_BYTES:
+            return _judge_report(plans, raw)
+        # Decoding and comparing megabytes of candidate data would stall every other request.
+        return await asyncio.to_thread(_judge_report, plans, raw)
 
     async def _plan(self, tests: list[str]) -> tuple[list[assertions.TestPlan], frozenset[str]]:
         """Plans are cached, so a problem's tests are parsed once for all of its sampled responses."""
@@ -81,6 +86,11 @@ class TestExecutor:
     def _plan_locked(self, tests: list[str]) -> tuple[list[assertions.TestPlan], frozenset[str]]:
         with self._parse_lock:
             return _plan_all(tests)
+
+
+def _judge_report(plans: list[assertions.TestPlan], raw: bytes) -> ItemResult:
+    report = json.loads(raw)
+    return ItemResult(judge.clean_text(report.get("code")), judge.judge(plans, report))
 
 
 def _plan_all(tests: list[str]) -> tuple[list[assertions.TestPlan], frozenset[str]]:

@@ -234,9 +234,24 @@ def isolate(uid: int, mode: str, scratch_mb: int) -> None:
         os.setuid(uid)
     elif mode == "userns":
         drop_capabilities()
+    _forget_keys()
     _libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
     # After the credential change: the run dies with the zygote instead of outliving it.
     _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+KEYCTL_JOIN_SESSION_KEYRING, KEYCTL_CLEAR = 1, 7
+KEY_SPEC_USER_KEYRING, KEY_SPEC_USER_SESSION_KEYRING = -4, -5
+SYS_KEYCTL = {"x86_64": 250, "aarch64": 219}
+
+
+def _forget_keys() -> None:
+    """Kernel keyrings outlive processes and belong to the uid: empty the slot uid's keyrings and start a
+    fresh session keyring, so nothing a previous run stored there reaches this one."""
+    nr = SYS_KEYCTL[os.uname().machine]
+    _libc.syscall(ctypes.c_long(nr), ctypes.c_int(KEYCTL_JOIN_SESSION_KEYRING), ctypes.c_void_p(0))
+    for ring in (KEY_SPEC_USER_KEYRING, KEY_SPEC_USER_SESSION_KEYRING):
+        _libc.syscall(ctypes.c_long(nr), ctypes.c_int(KEYCTL_CLEAR), ctypes.c_int(ring))
 
 
 def apply_limits(limits: RunLimits) -> None:

@@ -45,6 +45,13 @@ def not_run(status: str, total: int, detail: str) -> TestsResult:
     return TestsResult(status, [NOT_RUN] * total, [detail] * total)
 
 
+def clean_text(text: str | None) -> str | None:
+    """Candidate-made text (error messages, code) as valid UTF-8: a lone surrogate must not fail the response."""
+    if text is None:
+        return None
+    return text.encode("utf-8", "replace").decode("utf-8")
+
+
 def judge(plans: list[assertions.TestPlan], report: dict[str, Any]) -> TestsResult:
     """`plans` are all the item's tests; the report covers the runnable ones, in the same order."""
     runnable = iter(report["tests"])
@@ -60,7 +67,7 @@ def judge(plans: list[assertions.TestPlan], report: dict[str, Any]) -> TestsResu
         if status == "ok" and detail and detail.startswith("MemoryError"):
             status = "memory_exceeded"
         outcomes.append(outcome)
-        details.append(detail)
+        details.append(clean_text(detail))
     in_sandbox = [i for i, p in enumerate(plans) if p.in_sandbox]
     return TestsResult(status, outcomes, details, in_sandbox, float(report.get("run_time_s", 0.0)),
                        list(report.get("kills", [])))

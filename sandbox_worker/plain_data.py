@@ -185,6 +185,22 @@ _DECODERS: dict[str, Any] = {
 }
 
 
+def validate(data: Any) -> None:
+    """Checks encoded data for depth and size without building it (cheap, and no hashing of hostile
+    values): raises EncodeError past the limits `encode` keeps."""
+    stack = [(data, 0)]
+    nodes = 0
+    while stack:
+        item, depth = stack.pop()
+        nodes += 1
+        if depth > MAX_DEPTH + 2 or nodes > 2 * MAX_NODES:
+            raise EncodeError("result too deep or too large")
+        if isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+        elif isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+
+
 def dumps(value: Any) -> bytes:
     """Compact JSON bytes of an already-encoded message."""
     return json.dumps(value, separators=(",", ":"), allow_nan=False).encode()

@@ -40,21 +40,26 @@ class _Zygote:
         self.mode = mode
         self.cgroup = cgroup
 
-    async def request(self, job: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+    async def request(self, job: dict[str, Any], timeout_s: float) -> bytes:
+        """Sends a job, returns the raw report: the caller parses it (off the event loop when it is big)."""
         assert self.proc.stdin is not None and self.proc.stdout is not None
         payload = json.dumps(job, separators=(",", ":")).encode()
         self.proc.stdin.write(struct.pack(">I", len(payload)) + payload)
         await self.proc.stdin.drain()
-        return await asyncio.wait_for(_read_frame(self.proc.stdout), timeout_s)
+        return await asyncio.wait_for(_read_raw_frame(self.proc.stdout), timeout_s)
 
     def kill(self) -> None:
         if self.proc.returncode is None:
             self.proc.kill()
 
 
-async def _read_frame(stream: asyncio.StreamReader) -> dict[str, Any]:
+async def _read_raw_frame(stream: asyncio.StreamReader) -> bytes:
     (size,) = struct.unpack(">I", await stream.readexactly(4))
-    return json.loads(await stream.readexactly(size))
+    return await stream.readexactly(size)
+
+
+async def _read_frame(stream: asyncio.StreamReader) -> dict[str, Any]:
+    return json.loads(await _read_raw_frame(stream))
 
 
 async def _start_zygote(config: PoolConfig, slot: int) -> _Zygote:
@@ -115,7 +120,8 @@ class SandboxPool:
     def busy(self) -> int:
         return self.config.size - self._idle.qsize()
 
-    async def run(self, job: dict[str, Any]) -> dict[str, Any]:
+    async def run(self, job: dict[str, Any]) -> bytes | None:
+        """The zygote's raw JSON report; None when the sandbox itself failed (the item is an infra_error)."""
         slot, zygote = await self._idle.get()
         timeout_s = job["limits"]["program_timeout_s"] + REPLY_GRACE_S
         try:
@@ -124,10 +130,10 @@ class SandboxPool:
             # The caller went away mid-run: the zygote's reply would desynchronise the protocol.
             await self._replace(slot, zygote)
             raise
-        except (TimeoutError, asyncio.IncompleteReadError, ConnectionError, OSError) as exc:
+        except Exception as exc:  # noqa: BLE001 - whatever broke, the slot is replaced, never leaked
             log.error("sandbox zygote %d failed (%s); replacing it", slot, type(exc).__name__)
             await self._replace(slot, zygote)
-            return {"status": "infra_error", "tests": None, "error": "sandbox process failed"}
+            return None
         self._idle.put_nowait((slot, zygote))
         return report
 

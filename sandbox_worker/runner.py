@@ -18,6 +18,7 @@ import builtins
 import os
 import struct
 import sys
+import types
 from typing import Any, NoReturn
 
 from sandbox_worker.extract import extract_code, looks_like_plain_code
@@ -70,7 +71,11 @@ def run(job: dict[str, Any], start: int) -> NoReturn:
     """Runs tests[start:] of `job`, reporting on RESULT_FD, then exits without running atexit hooks."""
     sys.meta_path.insert(0, _ImportGate(frozenset(job["allowed_modules"])))
     sys.argv = ["solution.py"]
-    namespace: dict[str, Any] = {"__name__": CANDIDATE_MODULE, "__builtins__": builtins}
+    # A real module in sys.modules: dataclasses, pickle and typing look the defining module up there.
+    module = types.ModuleType(CANDIDATE_MODULE)
+    module.__builtins__ = builtins  # type: ignore[attr-defined]
+    sys.modules[CANDIDATE_MODULE] = module
+    namespace: dict[str, Any] = module.__dict__
     source, code = _extract(job["response"], job["names"])
     if source is None:
         send({"ev": "no_code"})

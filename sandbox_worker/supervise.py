@@ -52,6 +52,7 @@ class Supervisor:
         self.scratch_mb = scratch_mb
         self.selector = selectors.DefaultSelector()  # reused: one epoll instance for all runs
         self._spare: _Child | None = None
+        self._result_budget = 0
         self._finished: _Child | None = None
 
     def self_check(self) -> None:
@@ -78,6 +79,7 @@ class Supervisor:
         started = time.monotonic()
         program_deadline = started + limits["program_timeout_s"]
         tests = [TestState() for _ in job["tests"]]
+        self._result_budget = int(limits["max_result_bytes"])
         status, output, kills, runs, start = "ok", b"", [], 0, 0
         code: str | None = None
         while True:
@@ -136,13 +138,16 @@ class Supervisor:
             self.cgroup.set_limit(limits["memory_mb"] + ZYGOTE_ALLOWANCE_MB)
             oom_before = self.cgroup.oom_kills()
         child = self._dispatch({"job": job, "start": start})
-        watcher = Watcher(child.result_r, child.output_r, child.pidfd, tests, limits, self.selector)
+        watcher = Watcher(child.result_r, child.output_r, child.pidfd, tests, limits, self.selector,
+                          self._result_budget)
         try:
             end = watcher.watch(program_deadline)
         except BaseException:
             _kill_and_reap(child.pid)
             child.close()
             raise
+        finally:
+            self._result_budget -= watcher.result_bytes  # one cap for the whole program, across restarts
         if end.reason == "done":
             self._finished = child  # reaped after the report is sent
             if self.cgroup is not None and self.cgroup.oom_kills() > oom_before:

@@ -15,6 +15,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from sandbox_worker import plain_data
+
 READ_CHUNK = 1 << 16
 OUTPUT_HEAD_BYTES = 2048
 
@@ -41,13 +43,14 @@ class Watcher:
     """Reads one child's frames and output until it ends; applies the deadlines and caps."""
 
     def __init__(self, result_r: int, output_r: int, pidfd: int, tests: list[TestState],
-                 limits: dict[str, Any], selector: selectors.BaseSelector) -> None:
+                 limits: dict[str, Any], selector: selectors.BaseSelector, result_budget: int) -> None:
         self.result_r, self.output_r, self.pidfd = result_r, output_r, pidfd
         self.selector = selector
         self.tests = tests
         self.limits = limits
         self.buffer = bytearray()
         self.result_bytes = 0
+        self.result_budget = result_budget  # what is left of the program's max_result_bytes
         self.output_bytes = 0
         self.output_head = b""
         self.current: int | None = None
@@ -126,12 +129,12 @@ class Watcher:
 
     def _on_result(self, data: bytes) -> RunEnd | None:
         self.result_bytes += len(data)
-        if self.result_bytes > self.limits["max_result_bytes"]:
+        if self.result_bytes > self.result_budget:
             return self._end("result_exceeded", f"results exceeded {self.limits['max_result_bytes']} bytes")
         self.buffer += data
         while len(self.buffer) >= 4:
             (size,) = struct.unpack(">I", self.buffer[:4])
-            if size > self.limits["max_result_bytes"]:
+            if size > self.result_budget:
                 return self._end("result_exceeded", f"results exceeded {self.limits['max_result_bytes']} bytes")
             if len(self.buffer) < 4 + size:
                 return None
@@ -139,7 +142,7 @@ class Watcher:
             del self.buffer[: 4 + size]
             try:
                 ended = self._on_frame(json.loads(payload))
-            except (ValueError, KeyError, TypeError, IndexError):
+            except (ValueError, KeyError, TypeError, IndexError, RecursionError, plain_data.EncodeError):
                 return self._end("protocol_error", "malformed result frame")
             if ended:
                 return ended
@@ -150,7 +153,8 @@ class Watcher:
         if ev == "load_error":
             return RunEnd("load_error", str(frame["error"])[:500], None, self.last_started)
         if ev == "code":
-            self.code = str(frame["code"])
+            if self.code is None and isinstance(frame["code"], str):  # the first one, sent before exec
+                self.code = frame["code"]
             return None
         if ev == "no_code":
             return RunEnd("no_code", "no code found in the response", None, self.last_started)
@@ -180,6 +184,7 @@ class Watcher:
         if "err" in frame:
             test.holes.append([False, str(frame["err"])[:500]])
         else:
+            plain_data.validate(frame["v"])  # depth and size, so no later parser chokes on it
             test.holes.append([True, frame["v"]])
 
 

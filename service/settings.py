@@ -24,8 +24,9 @@ class Settings(BaseSettings):
     sandbox_isolation: Literal["namespaces", "none"] = Field(
         "namespaces", description="'none' runs candidates WITHOUT isolation; only for kernels that refuse it.")
     sandbox_hidden_paths: list[str] = Field(
-        ["/root", "/home", "/run/secrets", "/var/run/secrets"],
-        description="Directories masked by an empty tmpfs in the sandbox (the Python install stays visible).")
+        ["/root", "/home", "/run", "/var/lib/mysql", "/var/lib/postgresql", "/var/spool"],
+        description="Directories masked by an empty tmpfs in the sandbox (the Python install stays visible): "
+                    "secrets, and host services' unix sockets (a read-only mount does not stop connect()).")
     sandbox_uid_base: int = Field(200000, description="Runs use uid base+slot: one uid per slot, so process "
                                   "limits of one run never starve another.")
     sandbox_allowed_modules: list[str] = Field(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import textwrap
 import time
 from pathlib import Path
@@ -298,3 +299,62 @@ def test_runs_cannot_talk_through_abstract_unix_sockets(client: httpx.Client) ->
         assert score(client, LISTEN, ["assert f(0) == 1"])["reward"] == 1.0
     for _ in range(4):
         assert score(client, CONNECT, ["assert f(0) == 'ConnectionRefusedError'"])["reward"] == 1.0
+
+
+def test_host_unix_sockets_are_out_of_reach(client: httpx.Client) -> None:
+    """A read-only mount does not stop connect(): /run (where services keep sockets) is masked."""
+    path = f"/run/acecoder-test-{os.getpid()}.sock"
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(path)
+    server.listen()
+    os.chmod(path, 0o777)
+    try:
+        program = ("import socket\ndef f(p):\n    s = socket.socket(socket.AF_UNIX)\n    try:\n        s.connect(p)\n"
+                   "        return 'connected'\n    except OSError as exc:\n        return type(exc).__name__\n")
+        result = score(client, program, [f"assert f({path!r}) == 'FileNotFoundError'"])
+        assert result["tests"]["outcomes"] == ["pass"], result
+    finally:
+        server.close()
+        os.unlink(path)
+
+
+KEYCTL = ("import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+          "def add():\n    return libc.syscall(248, b'user', b'acecoder-probe', b'leak', 4, -4) > 0\n"
+          "def find():\n    return libc.syscall(249, b'user', b'acecoder-probe', None, 0) > 0\n")
+
+
+def test_kernel_keyrings_do_not_carry_data_between_runs(client: httpx.Client) -> None:
+    for _ in range(2):  # one per slot
+        assert score(client, KEYCTL, ["assert add() == True"])["reward"] == 1.0
+    for _ in range(4):
+        assert score(client, KEYCTL, ["assert find() == False"])["reward"] == 1.0
+
+
+def test_forged_deep_frames_error_the_item_and_the_slot_keeps_serving(client: httpx.Client) -> None:
+    program = ("import os, struct\ndef raw(b):\n    os.write(3, struct.pack('>I', len(b)) + b)\n"
+               "def f(depth):\n    raw(b'{\"ev\":\"hole\",\"i\":0,\"j\":0,\"v\":' + b'[' * depth + b']' * depth + b'}')\n"
+               "    raw(b'{\"ev\":\"end\",\"i\":0}')\n    raw(b'{\"ev\":\"done\"}')\n    os._exit(0)\n")
+    for depth in (982, 100_000, 982):  # more requests than slots
+        result = score(client, program, [f"assert f({depth}) == 6"])
+        assert result["tests"]["outcomes"] == ["error"], result
+    assert score(client, HONEST["response"], HONEST["tests"])["reward"] == 1.0
+
+
+def test_one_result_cap_for_the_whole_program(client: httpx.Client) -> None:
+    program = "S = 'a' * 7_000_000\ndef f(x):\n    return S\n"
+    result = score(client, program, [f"assert f({i}) == 0" for i in range(4)])
+    assert result["tests"]["outcomes"] == ["fail", "fail", "error", "error"], result
+    assert result["tests"]["status"] == "output_exceeded"
+
+
+def test_lone_surrogates_from_the_candidate_do_not_break_the_response(client: httpx.Client) -> None:
+    answer = client.post("/v1/rewards", json={"items": [
+        {"response": "def f(x):\n    raise ValueError('\\ud800')\n", "tests": ["assert f(1) == 1"]}, HONEST]})
+    assert answer.status_code == 200
+    assert answer.json()["rewards"] == [0.0, 1.0]
+
+
+def test_dataclasses_and_the_candidate_module_work(client: httpx.Client) -> None:
+    program = ("from dataclasses import dataclass\n@dataclass\nclass P:\n    x: int\n    y: int\n"
+               "def f(a):\n    return P(a, a).x + P(1, 2).y\n")
+    assert score(client, program, ["assert f(1) == 3"])["reward"] == 1.0
