@@ -17,6 +17,7 @@ import builtins
 import math
 import operator
 import re
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -94,7 +95,7 @@ def plan_test(source: str) -> TestPlan:
         return TestPlan(source, holes=(source,), in_sandbox=True)
     holes: list[ast.expr] = []
     outer = _Splitter(holes).visit(body[0].test)
-    if not holes or any(_decides_or_reveals(h) for h in holes):
+    if not holes or any(_decides_or_reveals(h) for h in holes) or not _one_subject(holes):
         return TestPlan(source, holes=(source,), in_sandbox=True)
     hole_src = tuple(ast.unparse(h) for h in holes)
     return TestPlan(source, holes=hole_src, outer=outer, hole_nodes=tuple(holes))
@@ -141,7 +142,7 @@ class _Splitter(ast.NodeTransformer):
 
 def _is_trusted_shape(node: ast.expr) -> bool:
     if isinstance(node, (ast.Constant, ast.List, ast.Tuple, ast.Set, ast.Dict, ast.BinOp, ast.UnaryOp,
-                         ast.BoolOp, ast.Compare, ast.IfExp, ast.Subscript, ast.Slice)):
+                         ast.BoolOp, ast.Compare, ast.IfExp, ast.Subscript, ast.Slice, ast.Starred)):
         return not isinstance(node, (ast.List, ast.Tuple)) or isinstance(node.ctx, ast.Load)
     if isinstance(node, ast.Name):
         return node.id in _SAFE_NAMES
@@ -172,6 +173,39 @@ def _decides_or_reveals(hole: ast.expr) -> bool:
 
 
 _BUILTIN_NAMES = frozenset(dir(builtins))
+_BUILTIN_METHODS = frozenset(name for kind in (str, bytes, list, tuple, dict, set, frozenset, int, float, complex)
+                             for name in dir(kind))
+
+
+def _one_subject(holes: list[ast.expr]) -> bool:
+    """Every hole must compute the thing under test, never part of the expected side.
+
+    Holes must share one root name (`f(3) == g(3)`, `f(3) == Point(1, 2)` and `f(1) == math.tau` compute
+    the expected value with candidate-controlled code), the root must not be a stdlib module the candidate
+    could patch (`math.factorial(5)`), no call may take another call's result as argument (`np.allclose(
+    f(1), [...])` decides inside), and no method of a builtin type may be called with arguments or via a
+    dunder (`f("abc").startswith("cb")`, `f(1).__eq__(2)`): the candidate's object could answer those.
+    """
+    roots = {_root_name(h) for h in holes}
+    if len(roots) != 1 or None in roots or roots & sys.stdlib_module_names:
+        return False
+    for node in (n for h in holes for n in ast.walk(h)):
+        if isinstance(node, ast.Attribute) and node.attr.startswith("__"):
+            return False
+        if not isinstance(node, ast.Call):
+            continue
+        arguments = [*node.args, *(k.value for k in node.keywords)]
+        if any(isinstance(n, ast.Call) for a in arguments for n in ast.walk(a)):
+            return False
+        if isinstance(node.func, ast.Attribute) and node.func.attr in _BUILTIN_METHODS and arguments:
+            return False
+    return True
+
+
+def _root_name(node: ast.expr) -> str | None:
+    while isinstance(node, (ast.Call, ast.Attribute, ast.Subscript)):
+        node = node.func if isinstance(node, ast.Call) else node.value
+    return node.id if isinstance(node, ast.Name) else None
 
 
 def evaluate(plan: TestPlan, hole_values: list[tuple[bool, Any]]) -> bool:
@@ -211,14 +245,23 @@ class _Evaluator:
     def _eval_Constant(self, node: ast.Constant) -> Any:
         return node.value
 
+    def _elements(self, elts: list[ast.expr]) -> list[Any]:
+        out: list[Any] = []
+        for e in elts:
+            if isinstance(e, ast.Starred):  # [*f(2), 3]
+                out.extend(self._eval(e.value))
+            else:
+                out.append(self._eval(e))
+        return out
+
     def _eval_List(self, node: ast.List) -> Any:
-        return [self._eval(e) for e in node.elts]
+        return self._elements(node.elts)
 
     def _eval_Tuple(self, node: ast.Tuple) -> Any:
-        return tuple(self._eval(e) for e in node.elts)
+        return tuple(self._elements(node.elts))
 
     def _eval_Set(self, node: ast.Set) -> Any:
-        return {self._eval(e) for e in node.elts}
+        return set(self._elements(node.elts))
 
     def _eval_Dict(self, node: ast.Dict) -> Any:
         if any(k is None for k in node.keys):

@@ -13,12 +13,29 @@ from __future__ import annotations
 
 import base64
 import binascii
+import collections
+import decimal
+import fractions
+import itertools
 import json
 import math
+import types
 from typing import Any
 
 # Bound at import: inside the sandbox the candidate may have patched the builtins by the time we encode.
 _type, _repr, _format, _bool, _b64 = type, repr, format, bool, base64.b64encode
+_str, _len, _tuple, _hasattr, _issubclass = str, len, tuple, hasattr, issubclass
+_deque, _Fraction, _Decimal = collections.deque, fractions.Fraction, decimal.Decimal
+_PAIR_TYPES = {collections.Counter: "ctr", collections.OrderedDict: "od", collections.defaultdict: "dd"}
+_VIEW_TAGS = {type({}.keys()): "dk", type({}.values()): "dv", type({}.items()): "di"}
+_ITERATOR_TYPES = frozenset({
+    types.GeneratorType, map, filter, zip, enumerate, reversed,
+    *(type(iter(c)) for c in ([], (), "", b"", set(), {}, {}.values(), {}.items(), range(0), range(1 << 64))),
+    itertools.count, itertools.cycle, itertools.repeat, itertools.chain, itertools.islice, itertools.accumulate,
+    itertools.product, itertools.permutations, itertools.combinations, itertools.combinations_with_replacement,
+    itertools.starmap, itertools.takewhile, itertools.dropwhile, itertools.zip_longest, itertools.filterfalse,
+    itertools.compress, itertools.pairwise, itertools.groupby,
+})
 MAX_DEPTH = 100
 MAX_NODES = 200_000
 
@@ -90,12 +107,57 @@ def _encode(value: Any, depth: int, budget: list[int]) -> Any:
         tag = "s" if kind is set else "fs"
         return {tag: [_encode(v, depth + 1, budget) for v in value]}
     if kind is dict:
-        return {"d": [[_encode(k, depth + 1, budget), _encode(v, depth + 1, budget)] for k, v in value.items()]}
+        return {"d": _pairs(value.items(), depth, budget)}
+    stdlib = _encode_stdlib(value, kind, depth, budget)
+    if stdlib is not None:
+        return stdlib
     try:
         truthy: bool | None = _bool(value)
     except Exception:
         truthy = None
     return {"x": [f"{kind.__module__}.{kind.__qualname__}"[:200], truthy]}
+
+
+def _pairs(items: Any, depth: int, budget: list[int]) -> list[list[Any]]:
+    return [[_encode(k, depth + 1, budget), _encode(v, depth + 1, budget)] for k, v in items]
+
+
+def _items(values: Any, depth: int, budget: list[int]) -> list[Any]:
+    """Encodes the elements of any iterable, stopping at the budget (an endless generator is an error)."""
+    out = []
+    for v in values:
+        out.append(_encode(v, depth + 1, budget))
+    return out
+
+
+def _encode_stdlib(value: Any, kind: type, depth: int, budget: list[int]) -> Any:
+    """Common stdlib results travel as what they are, so the judge compares them as Python would:
+    Counter/OrderedDict/defaultdict/deque/range/Fraction/Decimal, namedtuples (as tuples), dict views,
+    iterators and generators (materialised), numpy scalars (as their Python value)."""
+    if kind in _PAIR_TYPES:
+        return {_PAIR_TYPES[kind]: _pairs(value.items(), depth, budget)}
+    if kind is _deque:
+        return {"dq": _items(value, depth, budget)}
+    if kind is range:
+        return {"r": [_encode(value.start, depth, budget), _encode(value.stop, depth, budget),
+                      _encode(value.step, depth, budget)]}
+    if kind is _Fraction:
+        return {"fr": [_int_text(value.numerator), _int_text(value.denominator)]}
+    if kind is _Decimal:
+        text = _str(value)
+        if _len(text) > 2000:
+            raise EncodeError("decimal result too large")
+        return {"dec": text}
+    if _issubclass(kind, tuple) and _hasattr(kind, "_fields") and kind.__eq__ is tuple.__eq__:
+        return {"t": _items(_tuple(value), depth, budget)}
+    if kind in _VIEW_TAGS:
+        tag = _VIEW_TAGS[kind]
+        return {tag: _pairs(value, depth, budget) if tag == "di" else _items(value, depth, budget)}
+    if kind in _ITERATOR_TYPES:
+        return {"it": _items(value, depth, budget)}
+    if kind.__module__ == "numpy" and getattr(value, "ndim", None) == 0 and _hasattr(value, "item"):
+        return _encode(value.item(), depth, budget)
+    return None
 
 
 def _int_text(value: int) -> str:
@@ -131,6 +193,43 @@ def _decode_items(body: Any, depth: int) -> list[Any]:
     return [_decode(v, depth + 1) for v in body]
 
 
+COLLISION_CHECK_SIZE = 256
+
+
+def _hashable_items(body: Any, depth: int) -> list[Any]:
+    """Set members or dict keys, refused when built to collide: a set of values sharing one hash costs
+    quadratic time to build, which would stall the judge."""
+    items = _decode_items(body, depth)
+    if len(items) > COLLISION_CHECK_SIZE and len({hash(v) for v in items}) < len(items) // 8:
+        raise ValueError("result set or dict built from colliding hashes")
+    return items
+
+
+def _decode_pairs(body: Any, depth: int) -> list[tuple[Any, Any]]:
+    pairs = []
+    for pair in _as_list(body):
+        key, value = _as_list(pair)
+        pairs.append((key, value))
+    keys = _hashable_items([k for k, _ in pairs], depth)
+    return [(k, _decode(v, depth + 1)) for k, (_, v) in zip(keys, pairs, strict=True)]
+
+
+def _decode_range(body: Any) -> range:
+    start, stop, step = (_decode(v, 0) for v in _as_list(body))
+    if not all(type(v) is int for v in (start, stop, step)):
+        raise ValueError("malformed range")
+    return range(start, stop, step)
+
+
+def _decode_decimal(body: Any) -> decimal.Decimal:
+    if not isinstance(body, str) or len(body) > 2000:
+        raise ValueError("malformed decimal")
+    try:
+        return decimal.Decimal(body)
+    except decimal.InvalidOperation as exc:
+        raise ValueError("malformed decimal") from exc
+
+
 def _decode_float(text: Any) -> float:
     if not isinstance(text, str) or len(text) > 40:
         raise ValueError("malformed float")
@@ -141,11 +240,7 @@ def _decode_float(text: Any) -> float:
 
 
 def _decode_dict(body: Any, depth: int) -> dict[Any, Any]:
-    out: dict[Any, Any] = {}
-    for pair in _as_list(body):
-        key, value = _as_list(pair)
-        out[_decode(key, depth + 1)] = _decode(value, depth + 1)
-    return out
+    return dict(_decode_pairs(body, depth))
 
 
 def _as_list(body: Any) -> list[Any]:
@@ -178,8 +273,19 @@ _DECODERS: dict[str, Any] = {
     "b": lambda body, depth: base64.b64decode(body, validate=True),
     "c": lambda body, depth: _decode_complex(body),
     "t": lambda body, depth: tuple(_decode_items(body, depth)),
-    "s": lambda body, depth: set(_decode_items(body, depth)),
-    "fs": lambda body, depth: frozenset(_decode_items(body, depth)),
+    "s": lambda body, depth: set(_hashable_items(body, depth)),
+    "fs": lambda body, depth: frozenset(_hashable_items(body, depth)),
+    "ctr": lambda body, depth: collections.Counter(dict(_decode_pairs(body, depth))),
+    "od": lambda body, depth: collections.OrderedDict(_decode_pairs(body, depth)),
+    "dd": lambda body, depth: collections.defaultdict(None, _decode_pairs(body, depth)),
+    "dq": lambda body, depth: collections.deque(_decode_items(body, depth)),
+    "r": lambda body, depth: _decode_range(body),
+    "fr": lambda body, depth: fractions.Fraction(*(_decode_int(v) for v in _as_list(body))),
+    "dec": lambda body, depth: _decode_decimal(body),
+    "dk": lambda body, depth: dict.fromkeys(_hashable_items(body, depth)).keys(),
+    "dv": lambda body, depth: dict(enumerate(_decode_items(body, depth))).values(),
+    "di": lambda body, depth: dict(_decode_pairs(body, depth)).items(),
+    "it": lambda body, depth: iter(_decode_items(body, depth)),
     "d": _decode_dict,
     "x": lambda body, depth: _decode_opaque(body),
 }

@@ -130,7 +130,7 @@ class SandboxPool:
             # The caller went away mid-run: the zygote's reply would desynchronise the protocol.
             await self._replace(slot, zygote)
             raise
-        except Exception as exc:
+        except Exception as exc:  # whatever broke, the slot is replaced, never leaked
             log.error("sandbox zygote %d failed (%s); replacing it", slot, type(exc).__name__)
             await self._replace(slot, zygote)
             return None

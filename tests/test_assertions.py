@@ -49,7 +49,7 @@ def _run_holes(plan: assertions.TestPlan, program: str) -> list[tuple[bool, Any]
     ("assert f(x)[0] == 1", ("f(x)",)),
     ("assert f(1) == 5, 'message'", ("f(1)",)),
     ("assert sorted(f([3, 1])) == [1, 3]", ("f([3, 1])",)),
-    ("assert f(1) == g(2)", ("f(1)", "g(2)")),
+    ("assert f(1) + f(2) == 3", ("f(1)", "f(2)")),
     ("assert f(1).upper() == 'A'", ("f(1).upper()",)),
 ])
 def test_split_sends_only_candidate_calls_to_the_sandbox(source: str, holes: tuple[str, ...]) -> None:
@@ -197,7 +197,7 @@ def test_hole_error_raises_hole_failed() -> None:
 
 def test_short_circuit_skips_failed_hole_like_python() -> None:
     """`a or b` does not need b when a is true, so a failed second hole does not matter."""
-    plan = _split("assert f(1) == 1 or g(2) == 2")
+    plan = _split("assert f(1) == 1 or f(2) == 2")
     assert assertions.evaluate(plan, [(True, 1), (False, "ValueError: boom")]) is True
     with pytest.raises(HoleFailed):
         assertions.evaluate(plan, [(True, 0), (False, "ValueError: boom")])
@@ -271,3 +271,30 @@ def test_expected_value_built_with_non_whitelisted_builtin_passes_correct_candid
     plan = _split("assert f(3) == list(range(3))")
     program = "def f(n):\n    return list(range(n))\n"
     assert assertions.evaluate(plan, _run_holes(plan, program)) is True
+
+
+@pytest.mark.parametrize("source", [
+    "assert f(1) == g(2)",
+    "assert f(5) == math.factorial(5)",
+    "assert f(3) == Point(1, 2)",
+    "assert f(0) == sys.maxsize",
+    "assert math.isclose(f(8), math.log(8, 2))",
+    "assert f(1) == math.tau",
+    "assert f('abc').startswith('cb')",
+    "assert f(3).__eq__(7)",
+    "assert np.allclose(f(1), [0.5, 0.25])",
+])
+def test_holes_that_could_compute_or_decide_the_expected_side_are_judged_in_sandbox(source: str) -> None:
+    """Only the thing under test may be a hole: anything else would let candidate code shape the expected side."""
+    plan = assertions.plan_test(source)
+    assert plan.in_sandbox
+    assert plan.holes == (source,)
+
+
+@pytest.mark.parametrize("source", [
+    "assert Solution().twoSum([2, 7], 9) == [0, 1]",
+    "assert f('Ab').lower() == 'ab'",
+    "assert [*gen(2)] == [0, 1]",
+])
+def test_one_subject_holes_stay_split(source: str) -> None:
+    assert not assertions.plan_test(source).in_sandbox

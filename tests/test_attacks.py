@@ -358,3 +358,26 @@ def test_dataclasses_and_the_candidate_module_work(client: httpx.Client) -> None
     program = ("from dataclasses import dataclass\n@dataclass\nclass P:\n    x: int\n    y: int\n"
                "def f(a):\n    return P(a, a).x + P(1, 2).y\n")
     assert score(client, program, ["assert f(1) == 3"])["reward"] == 1.0
+
+
+def test_expected_sides_computed_by_candidate_code_are_reported_as_judged_in_sandbox(client: httpx.Client) -> None:
+    """Patching math or defining look-alike helpers can only "pass" tests that are flagged as forgeable."""
+    program = ("import math\nmath.factorial = lambda n: 0\nmath.tau = 0\nclass Point:\n    def __new__(cls, *a):\n"
+               "        return 0\ndef f(*a):\n    return 0\n")
+    tests = ["assert f(5) == math.factorial(5)", "assert f(3) == Point(1, 2)", "assert f(1) == math.tau",
+             "assert f(4) == 24"]
+    result = score(client, program, tests)
+    assert result["tests"]["judged_in_sandbox"] == [0, 1, 2]
+    assert result["tests"]["outcomes"][3] == "fail"
+
+
+def test_standard_library_results_are_judged_as_python_would(client: httpx.Client) -> None:
+    program = ("import collections, fractions, itertools\nfrom collections import namedtuple\nP = namedtuple('P', 'x y')\n"
+               "def counts(s):\n    return collections.Counter(s)\ndef gen(n):\n    yield from range(n)\n"
+               "def pt():\n    return P(1, 2)\ndef half():\n    return fractions.Fraction(1, 2)\n"
+               "def keys():\n    return {'a': 1}.keys()\ndef dq():\n    return collections.deque([1, 2])\n")
+    tests = ["assert counts('aab') == {'a': 2, 'b': 1}", "assert list(gen(3)) == [0, 1, 2]", "assert sum(gen(4)) == 6",
+             "assert pt() == (1, 2)", "assert half() == 0.5", "assert keys() == {'a'}", "assert list(dq()) == [1, 2]",
+             "assert gen(2) == [0, 1]", "assert dq() == [1, 2]"]
+    result = score(client, program, tests)
+    assert result["tests"]["outcomes"] == ["pass"] * 7 + ["fail", "fail"], result
