@@ -20,7 +20,7 @@ class Settings(BaseSettings):
     port: int = Field(8000, description="Port the gateway listens on.")
     log_level: str = Field("info", description="Python logging level.")
 
-    pool_size: int = Field(0, ge=0, description="Programs run at once by the embedded pool; 0 = one per CPU.")
+    pool_size: int = Field(0, ge=0, description="Programs run at once by the embedded pool; 0 = one per CPU, plus one.")
     sandbox_isolation: Literal["namespaces", "none"] = Field(
         "namespaces", description="'none' runs candidates WITHOUT isolation; only for kernels that refuse it.")
     sandbox_hidden_paths: list[str] = Field(

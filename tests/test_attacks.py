@@ -295,9 +295,9 @@ def test_runs_cannot_talk_through_abstract_unix_sockets(client: httpx.Client) ->
         {"response": LISTEN, "tests": ["assert f(1.5) == 1"]},
         {"response": CONNECT, "tests": ["assert f(0.5) == 'ConnectionRefusedError'"]}]}).json()
     assert together["rewards"] == [1.0, 1.0], together
-    for _ in range(2):  # one per slot
+    for _ in range(4):  # at least one per slot
         assert score(client, LISTEN, ["assert f(0) == 1"])["reward"] == 1.0
-    for _ in range(4):
+    for _ in range(8):
         assert score(client, CONNECT, ["assert f(0) == 'ConnectionRefusedError'"])["reward"] == 1.0
 
 
@@ -324,9 +324,9 @@ KEYCTL = ("import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\n"
 
 
 def test_kernel_keyrings_do_not_carry_data_between_runs(client: httpx.Client) -> None:
-    for _ in range(2):  # one per slot
+    for _ in range(4):  # at least one per slot
         assert score(client, KEYCTL, ["assert add() == True"])["reward"] == 1.0
-    for _ in range(4):
+    for _ in range(8):
         assert score(client, KEYCTL, ["assert find() == False"])["reward"] == 1.0
 
 
