@@ -314,7 +314,7 @@ class _Evaluator:
     def _eval_Call(self, node: ast.Call) -> Any:
         func = self._eval(node.func) if isinstance(node.func, ast.Attribute) else _SAFE_FUNCS[node.func.id]  # type: ignore[attr-defined]
         args = [self._eval(a) for a in node.args]
-        kwargs = {k.arg: self._eval(k.value) for k in node.keywords}
+        kwargs = {str(k.arg): self._eval(k.value) for k in node.keywords}
         if any(isinstance(a, Opaque) for a in args):
             raise TestExpressionError("a result of a non-plain type cannot be judged")
         if func in (str, int) and args and isinstance(args[0], (int, str)) and len(str(args[0])) > 5000:

@@ -28,9 +28,10 @@ _str, _len, _tuple, _hasattr, _issubclass = str, len, tuple, hasattr, issubclass
 _deque, _Fraction, _Decimal = collections.deque, fractions.Fraction, decimal.Decimal
 _PAIR_TYPES = {collections.Counter: "ctr", collections.OrderedDict: "od", collections.defaultdict: "dd"}
 _VIEW_TAGS = {type({}.keys()): "dk", type({}.values()): "dv", type({}.items()): "di"}
+_ITERABLE_SAMPLES: tuple[Any, ...] = ([], (), "", b"", set(), {}, {}.values(), {}.items(), range(0), range(1 << 64))
 _ITERATOR_TYPES = frozenset({
     types.GeneratorType, map, filter, zip, enumerate, reversed,
-    *(type(iter(c)) for c in ([], (), "", b"", set(), {}, {}.values(), {}.items(), range(0), range(1 << 64))),
+    *(type(iter(c)) for c in _ITERABLE_SAMPLES),
     itertools.count, itertools.cycle, itertools.repeat, itertools.chain, itertools.islice, itertools.accumulate,
     itertools.product, itertools.permutations, itertools.combinations, itertools.combinations_with_replacement,
     itertools.starmap, itertools.takewhile, itertools.dropwhile, itertools.zip_longest, itertools.filterfalse,

@@ -69,8 +69,8 @@ class Watcher:
         try:
             return self._loop(sel, program_deadline)
         finally:
-            for fd in list(sel.get_map()):
-                sel.unregister(fd)
+            for key in list(sel.get_map().values()):
+                sel.unregister(key.fileobj)
 
     def _loop(self, sel: selectors.BaseSelector, program_deadline: float) -> RunEnd:
         while True:

@@ -1,4 +1,4 @@
-"""Tooling enforces the code policy: the project lints clean with its own ruff configuration."""
+"""Tooling enforces the code policy: the project lints and type-checks clean with its own configuration."""
 
 from __future__ import annotations
 
@@ -11,4 +11,10 @@ from tests.conftest import REPO
 def test_ruff_is_clean() -> None:
     result = subprocess.run([sys.executable, "-m", "ruff", "check", "service", "sandbox_worker", "models", "loadtest",
                              "tests"], cwd=REPO, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_mypy_is_clean() -> None:
+    result = subprocess.run([sys.executable, "-m", "mypy", "service", "sandbox_worker", "models", "loadtest"],
+                            cwd=REPO, capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
