@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 # The zygote's whole environment: nothing the worker holds (tokens, Redis URL) reaches it or its runs.
 ZYGOTE_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1"}
 REPLY_GRACE_S = 10.0
+RESTART_BACKOFF_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,7 @@ class SandboxPool:
         self._idle: asyncio.Queue[tuple[int, _Zygote]] = asyncio.Queue()
         self._all: dict[int, _Zygote] = {}
         self.mode = "unstarted"
+        self._restarts: set[asyncio.Task[None]] = set()
         self.cgroup: int | None = None
 
     async def start(self) -> None:
@@ -106,6 +108,8 @@ class SandboxPool:
 
     async def close(self) -> None:
         """Closing stdin lets each zygote remove its cgroup; a zygote that lingers is killed."""
+        for task in list(self._restarts):
+            task.cancel()
         for zygote in self._all.values():
             if zygote.proc.stdin is not None:
                 zygote.proc.stdin.close()
@@ -123,6 +127,10 @@ class SandboxPool:
     async def run(self, job: dict[str, Any]) -> bytes | None:
         """The zygote's raw JSON report; None when the sandbox itself failed (the item is an infra_error)."""
         slot, zygote = await self._idle.get()
+        while zygote.proc.returncode is not None:  # died while idle: replace it before handing it work
+            log.error("sandbox zygote %d exited while idle (%s); replacing it", slot, zygote.proc.returncode)
+            await self._replace(slot, zygote)
+            slot, zygote = await self._idle.get()
         timeout_s = job["limits"]["program_timeout_s"] + REPLY_GRACE_S
         try:
             report = await zygote.request(job, timeout_s)
@@ -138,14 +146,34 @@ class SandboxPool:
         return report
 
     async def _replace(self, slot: int, zygote: _Zygote) -> None:
+        """Kills and restarts a slot's zygote; retried in the background until it comes back."""
         zygote.kill()
+        self._all.pop(slot, None)
         try:
-            fresh = await asyncio.shield(_start_zygote(self.config, slot))
+            await asyncio.shield(self._restart(slot))
         except IsolationUnavailable:
-            log.exception("could not restart sandbox zygote %d", slot)
-            return
+            log.exception("could not restart sandbox zygote %d; retrying", slot)
+            task = asyncio.get_running_loop().create_task(self._restart_later(slot))
+            self._restarts.add(task)
+            task.add_done_callback(self._restarts.discard)
+
+    async def _restart(self, slot: int) -> None:
+        fresh = await _start_zygote(self.config, slot)
         self._all[slot] = fresh
         self._idle.put_nowait((slot, fresh))
+
+    async def _restart_later(self, slot: int) -> None:
+        while slot not in self._all:
+            await asyncio.sleep(RESTART_BACKOFF_S)
+            try:
+                await self._restart(slot)
+            except IsolationUnavailable:
+                log.warning("sandbox zygote %d still cannot start", slot)
+
+    @property
+    def live(self) -> int:
+        """Zygotes running now; 0 means no test reward can be computed (health answers 503)."""
+        return sum(1 for z in self._all.values() if z.proc.returncode is None)
 
 
 def default_pool_size() -> int:

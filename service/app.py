@@ -66,10 +66,15 @@ def _rewards(request: Request) -> RewardService:
 
 
 def _install_routes(app: FastAPI) -> None:
-    @app.get("/health", responses={503: {"description": "starting: the sandbox pool is not ready"}})
+    @app.get("/health", responses={503: {"description": "the sandbox pool is not ready, or has no zygote left"}})
     async def health(request: Request) -> JSONResponse:
-        ready = request.app.state.rewards is not None
-        return JSONResponse({"status": "ok" if ready else "starting"}, status_code=200 if ready else 503)
+        rewards = request.app.state.rewards
+        if rewards is None:
+            return JSONResponse({"status": "starting"}, status_code=503)
+        live = rewards.executor.pool.live
+        if live == 0:
+            return JSONResponse({"status": "unavailable", "zygotes": 0}, status_code=503)
+        return JSONResponse({"status": "ok", "zygotes": live})
 
     @app.get("/metrics", response_class=PlainTextResponse)
     async def metrics_route(request: Request) -> Response:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import textwrap
 import time
@@ -16,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import score
+from tests.conftest import Gateway, score
 
 FAST = {"test_timeout_s": 1.0, "program_timeout_s": 4.0}
 SMALL_MEMORY = {"unbounded recursion with the limit lifted", "memory bomb", "memory bomb over children"}
@@ -381,3 +382,15 @@ def test_standard_library_results_are_judged_as_python_would(client: httpx.Clien
              "assert gen(2) == [0, 1]", "assert dq() == [1, 2]"]
     result = score(client, program, tests)
     assert result["tests"]["outcomes"] == ["pass"] * 7 + ["fail", "fail"], result
+
+
+def test_a_dead_zygote_is_replaced_and_no_request_fails(gateway: Gateway, client: httpx.Client) -> None:
+    """Zygotes never die from a candidate, but if one is killed from outside, the pool replaces it."""
+    assert gateway.proc is not None
+    children = Path(f"/proc/{gateway.proc.pid}/task/{gateway.proc.pid}/children").read_text().split()
+    zygotes = [int(pid) for pid in children if "sandbox_worker.zygote" in Path(f"/proc/{pid}/cmdline").read_text()]
+    os.kill(zygotes[0], signal.SIGKILL)
+    time.sleep(0.5)
+    for _ in range(6):
+        assert score(client, HONEST["response"], HONEST["tests"])["reward"] == 1.0
+    assert client.get("/health").json()["zygotes"] == len(zygotes)
