@@ -13,11 +13,13 @@ controller enabled for its children). Where neither is available the run falls b
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 
 V1_MEMORY = "/sys/fs/cgroup/memory"
 V2_ROOT = "/sys/fs/cgroup"
+V1_PIDS = "/sys/fs/cgroup/pids"
 
 
 @dataclass
@@ -25,6 +27,14 @@ class SlotCgroup:
     path: str
     version: int
     limit_mb: int = 0
+    pids_path: str | None = None  # where pids.max lives: the same dir (v2), or the v1 pids hierarchy
+    pids_limit: int = 0
+
+    def set_pids_limit(self, count: int) -> None:
+        """A second bound on fork bombs, next to RLIMIT_NPROC (which the kernel skips for host root)."""
+        if self.pids_path is None or count == self.pids_limit:
+            return
+        self.pids_limit = count if _try_write(os.path.join(self.pids_path, "pids.max"), str(count)) else 0
 
     @property
     def limit_file(self) -> str:
@@ -63,13 +73,17 @@ class SlotCgroup:
         """The zygote joins at startup, so every run it clones is born inside (joining per run costs ms)."""
         with open(self.procs_file, "w") as f:
             f.write("0")
+        if self.pids_path is not None and self.pids_path != self.path:
+            _try_write(os.path.join(self.pids_path, "cgroup.procs"), "0")
 
     def leave_and_remove(self) -> None:
-        _try_write(os.path.join(os.path.dirname(self.path), "cgroup.procs"), "0")
-        try:
-            os.rmdir(self.path)
-        except OSError:
-            pass
+        for path in {self.path, self.pids_path} - {None}:
+            assert path is not None
+            _try_write(os.path.join(os.path.dirname(path), "cgroup.procs"), "0")
+            try:
+                os.rmdir(path)
+            except OSError:
+                pass
 
 
 def mount_root_of(path: str) -> str:
@@ -112,11 +126,49 @@ def create_slot_cgroup(name: str) -> SlotCgroup | None:
             cgroup = SlotCgroup(path, version)
             if os.path.exists(cgroup.limit_file):
                 cgroup.set_limit(64)
+                cgroup.pids_path = _pids_dir(cgroup, name)
                 return cgroup
             os.rmdir(path)
         except OSError:
             continue
     return None
+
+
+def remove_stale(name: str) -> None:
+    """Removes empty slot cgroups (`acecoder-<pid>-<slot>`) left by gateways that were killed (their
+    zygotes had no chance to clean up); a live gateway's cgroups are never touched."""
+    prefix = name.split("-")[0] + "-"
+    for base in (_v1_parent(), _v2_parent(), _pids_parent()):
+        if base is None or not os.path.isdir(base):
+            continue
+        for entry in os.listdir(base):
+            parts = entry.split("-")
+            stale = (entry.startswith(prefix) and len(parts) == 3 and parts[1].isdigit()
+                     and not os.path.exists(f"/proc/{parts[1]}"))
+            if stale:
+                with contextlib.suppress(OSError):
+                    os.rmdir(os.path.join(base, entry))
+
+
+def _pids_parent() -> str | None:
+    own = _own_cgroup("pids")
+    if own is None or not os.path.isdir(V1_PIDS):
+        return None
+    return os.path.join(V1_PIDS, own.lstrip("/"))
+
+
+def _pids_dir(cgroup: SlotCgroup, name: str) -> str | None:
+    if cgroup.version == 2:
+        return cgroup.path if os.path.exists(os.path.join(cgroup.path, "pids.max")) else None
+    parent = _pids_parent()
+    if parent is None:
+        return None
+    path = os.path.join(parent, name)
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError:
+        return None
+    return path if os.path.exists(os.path.join(path, "pids.max")) else None
 
 
 def _v1_parent() -> str | None:

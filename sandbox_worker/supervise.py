@@ -22,6 +22,7 @@ from sandbox_worker import cgroups, isolation, runner
 from sandbox_worker.watch import RunEnd, TestState, Watcher
 
 ZYGOTE_ALLOWANCE_MB = 64  # the zygote shares its slot's memory cgroup
+ZYGOTE_PROCESSES = 2  # the zygote and its spare child share the slot's pids cgroup
 
 
 @dataclass
@@ -67,6 +68,14 @@ class Supervisor:
         if self._spare is None:
             with contextlib.suppress(OSError):  # retried, and reported, when the next job needs it
                 self._spare = self._spawn()
+
+    def close(self) -> None:
+        """Ends the spare and any finished child, so the slot's cgroups are empty and can be removed."""
+        self.release()
+        if self._spare is not None:
+            _kill_and_reap(self._spare.pid)
+            self._spare.close()
+            self._spare = None
 
     def release(self) -> None:
         if self._finished is not None:
@@ -136,6 +145,7 @@ class Supervisor:
         oom_before = 0
         if self.cgroup is not None:
             self.cgroup.set_limit(limits["memory_mb"] + ZYGOTE_ALLOWANCE_MB)
+            self.cgroup.set_pids_limit(limits["max_processes"] + ZYGOTE_PROCESSES)
             oom_before = self.cgroup.oom_kills()
         child = self._dispatch({"job": job, "start": start})
         watcher = Watcher(child.result_r, child.output_r, child.pidfd, tests, limits, self.selector,

@@ -79,6 +79,7 @@ def main() -> None:
     try:
         mode = config["isolation"]
         if mode != "none":
+            cgroups.remove_stale(config["cgroup_name"])
             cgroup = cgroups.create_slot_cgroup(config["cgroup_name"])
             if cgroup is not None:
                 cgroup.join()
@@ -86,7 +87,7 @@ def main() -> None:
                 # needs CAP_SYS_RESOURCE, which some containers lack.
                 with contextlib.suppress(OSError), open("/proc/self/oom_score_adj", "w") as f:
                     f.write("-1000")
-            writable = (cgroups.mount_root_of(cgroup.path),) if cgroup else ()
+            writable = tuple({cgroups.mount_root_of(p) for p in (cgroup.path, cgroup.pids_path) if p}) if cgroup else ()
             mode = isolation.prepare_zygote(config["hidden_paths"], isolation.python_install_paths(), config["uid"],
                                             writable)
         supervisor = supervise.Supervisor(mode=mode, uid=config["uid"], cgroup=cgroup, scratch_mb=config["scratch_mb"])
@@ -104,6 +105,7 @@ def main() -> None:
             break
         write_frame(proto_out, supervisor.run_program(job))
         supervisor.release()  # reap the finished run after its report went out
+    supervisor.close()
     if cgroup is not None:
         cgroup.leave_and_remove()
 
