@@ -75,39 +75,65 @@ def main() -> None:
     devnull = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1):
         os.dup2(devnull, fd)  # stray prints in the zygote must never corrupt the protocol
-    cgroup = None
+    cgroup: cgroups.SlotCgroup | None = None
+    supervisor: supervise.Supervisor | None = None
     try:
-        mode = config["isolation"]
-        if mode != "none":
-            cgroups.remove_stale(config["cgroup_name"])
-            cgroup = cgroups.create_slot_cgroup(config["cgroup_name"])
-            if cgroup is not None:
-                cgroup.join()
-                # Runs raise theirs to 1000, so the OOM killer takes the run; lowering the zygote's
-                # needs CAP_SYS_RESOURCE, which some containers lack.
-                with contextlib.suppress(OSError), open("/proc/self/oom_score_adj", "w") as f:
-                    f.write("-1000")
+        try:
+            cgroup, supervisor = _start(config)
+        except Exception as exc:
+            write_frame(proto_out, {"ready": False, "error": f"{type(exc).__name__}: {exc}",
+                                    "where": traceback.format_exc(limit=-3)})
+            return
+        write_frame(proto_out, {"ready": True, "mode": supervisor.mode,
+                                "cgroup": cgroup.version if cgroup else None})
+        _serve(supervisor, proto_in, proto_out)
+    finally:  # an empty cgroup can be removed: end our children first
+        if supervisor is not None:
+            supervisor.close()
+        if cgroup is not None:
+            cgroup.leave_and_remove()
+
+
+def _start(config: dict) -> tuple[cgroups.SlotCgroup | None, supervise.Supervisor]:
+    mode = config["isolation"]
+    cgroup = None
+    if mode != "none":
+        cgroups.remove_stale(config["cgroup_name"])
+        cgroup = cgroups.create_slot_cgroup(config["cgroup_name"])
+        if cgroup is not None:
+            cgroup.join()
+            # Runs raise theirs to 1000, so the OOM killer takes the run; lowering the zygote's
+            # needs CAP_SYS_RESOURCE, which some containers lack.
+            with contextlib.suppress(OSError), open("/proc/self/oom_score_adj", "w") as f:
+                f.write("-1000")
+        try:
             writable = tuple({cgroups.mount_root_of(p) for p in (cgroup.path, cgroup.pids_path) if p}) if cgroup else ()
             mode = isolation.prepare_zygote(config["hidden_paths"], isolation.python_install_paths(), config["uid"],
                                             writable)
-        supervisor = supervise.Supervisor(mode=mode, uid=config["uid"], cgroup=cgroup, scratch_mb=config["scratch_mb"])
+        except BaseException:
+            if cgroup is not None:
+                cgroup.leave_and_remove()
+            raise
+    supervisor = supervise.Supervisor(mode=mode, uid=config["uid"], cgroup=cgroup, scratch_mb=config["scratch_mb"])
+    try:
         supervisor.self_check()
-    except Exception as exc:
-        write_frame(proto_out, {"ready": False, "error": f"{type(exc).__name__}: {exc}",
-                                "where": traceback.format_exc(limit=-3)})
-        return
-    write_frame(proto_out, {"ready": True, "mode": mode, "cgroup": cgroup.version if cgroup else None})
+    except BaseException:
+        supervisor.close()
+        if cgroup is not None:
+            cgroup.leave_and_remove()
+        raise
+    return cgroup, supervisor
+
+
+def _serve(supervisor: supervise.Supervisor, proto_in: int, proto_out: int) -> None:
     while True:
         supervisor.prepare()  # the next run's child is cloned and isolated while we wait
         try:
             job = read_frame(proto_in)
         except EOFError:
-            break
+            return
         write_frame(proto_out, supervisor.run_program(job))
         supervisor.release()  # reap the finished run after its report went out
-    supervisor.close()
-    if cgroup is not None:
-        cgroup.leave_and_remove()
 
 
 if __name__ == "__main__":
