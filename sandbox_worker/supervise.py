@@ -19,10 +19,11 @@ from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from sandbox_worker import cgroups, isolation, runner
+from sandbox_worker.forker import Forker
 from sandbox_worker.watch import RunEnd, TestState, Watcher
 
 ZYGOTE_ALLOWANCE_MB = 64  # the zygote shares its slot's memory cgroup
-ZYGOTE_PROCESSES = 2  # the zygote and its spare child share the slot's pids cgroup
+ZYGOTE_PROCESSES = 3  # the zygote, its forker and the spare run share the slot's pids cgroup
 
 
 @dataclass
@@ -54,6 +55,8 @@ class Supervisor:
         self.selector = selectors.DefaultSelector()  # reused: one epoll instance for all runs
         self._spare: _Child | None = None
         self._result_budget = 0
+        # Forked now, before the first job: runs are cloned from it and never see what jobs left behind.
+        self.forker = Forker(self._run_body, isolated=mode != "none")
         self._finished: _Child | None = None
 
     def self_check(self) -> None:
@@ -73,13 +76,14 @@ class Supervisor:
         """Ends the spare and any finished child, so the slot's cgroups are empty and can be removed."""
         self.release()
         if self._spare is not None:
-            _kill_and_reap(self._spare.pid)
+            self._kill_and_reap(self._spare.pid)
             self._spare.close()
             self._spare = None
+        self.forker.close()
 
     def release(self) -> None:
         if self._finished is not None:
-            _kill_and_reap(self._finished.pid)
+            self._kill_and_reap(self._finished.pid)
             self._finished.close()
             self._finished = None
 
@@ -153,7 +157,7 @@ class Supervisor:
         try:
             end = watcher.watch(program_deadline)
         except BaseException:
-            _kill_and_reap(child.pid)
+            self._kill_and_reap(child.pid)
             child.close()
             raise
         finally:
@@ -163,7 +167,7 @@ class Supervisor:
             if self.cgroup is not None and self.cgroup.oom_kills() > oom_before:
                 end.detail = "memory_exceeded"  # a process of the run was OOM-killed; the tests still finished
             return end, watcher
-        wait_status = _kill_and_reap(child.pid)
+        wait_status = self._kill_and_reap(child.pid)
         child.close()
         if end.reason == "exited":
             end = _refine_exit(end, wait_status)
@@ -181,7 +185,7 @@ class Supervisor:
             try:
                 _write_all(child.job_w, data)
             except OSError:  # the spare is gone (killed from outside); take a fresh one
-                _kill_and_reap(child.pid)
+                self._kill_and_reap(child.pid)
                 child.close()
                 continue
             os.close(child.job_w)
@@ -200,30 +204,28 @@ class Supervisor:
         raise isolation.IsolationUnavailable(f"cannot start a sandboxed process: {error}")
 
     def _spawn(self) -> _Child:
-        job_r, job_w = os.pipe()
-        result_r, result_w = os.pipe()
-        output_r, output_w = os.pipe()
-
-        def child() -> NoReturn:
-            # A session and process group of its own: kill(0) or killpg from the run reaches only the run.
-            os.setsid()
-            os.dup2(job_r, 0)
-            os.dup2(result_w, runner.RESULT_FD)
-            os.dup2(output_w, 1)
-            os.dup2(output_w, 2)
-            os.closerange(runner.RESULT_FD + 1, 1 << 16)  # the protocol fds and everything else
-            isolation.isolate(self.uid, self.mode, self.scratch_mb)
-            message = _read_frame(0)
-            devnull = os.open(os.devnull, os.O_RDONLY)
-            os.dup2(devnull, 0)
-            os.close(devnull)
-            isolation.apply_limits(_run_limits(message["job"]["limits"]))
-            runner.run(message["job"], message["start"])
-
-        pid = isolation.fork_plain(child) if self.mode == "none" else isolation.clone_into_namespaces(child)
-        for fd in (job_r, result_w, output_w):
-            os.close(fd)
+        pid, job_w, result_r, output_r = self.forker.spawn()
         return _Child(pid, os.pidfd_open(pid), job_w, result_r, output_r)
+
+    def _kill_and_reap(self, pid: int) -> int:
+        return self.forker.kill_and_reap(pid)
+
+    def _run_body(self, job_r: int, result_w: int, output_w: int) -> NoReturn:
+        """Inside a freshly cloned run (in the forker): isolate, wait for the job, run it."""
+        # A session and process group of its own: kill(0) or killpg from the run reaches only the run.
+        os.setsid()
+        os.dup2(job_r, 0)
+        os.dup2(result_w, runner.RESULT_FD)
+        os.dup2(output_w, 1)
+        os.dup2(output_w, 2)
+        os.closerange(runner.RESULT_FD + 1, 1 << 16)  # the forker's socket and everything else
+        isolation.isolate(self.uid, self.mode, self.scratch_mb)
+        message = _read_frame(0)
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        os.close(devnull)
+        isolation.apply_limits(_run_limits(message["job"]["limits"]))
+        runner.run(message["job"], message["start"])
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -246,16 +248,6 @@ def _read_exact(fd: int, size: int) -> bytes:
         chunks.append(chunk)
         size -= len(chunk)
     return b"".join(chunks)
-
-
-def _kill_and_reap(pid: int) -> int:
-    """SIGKILL to the run's PID 1 takes its whole PID namespace down; returns the wait status."""
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    _, status = os.waitpid(pid, 0)
-    return status
 
 
 def _refine_exit(end: RunEnd, wait_status: int) -> RunEnd:

@@ -394,3 +394,22 @@ def test_a_dead_zygote_is_replaced_and_no_request_fails(gateway: Gateway, client
     for _ in range(6):
         assert score(client, HONEST["response"], HONEST["tests"])["reward"] == 1.0
     assert client.get("/health").json()["zygotes"] == len(zygotes)
+
+
+SCAN = ("import ctypes, re\ndef f(pattern):\n    needle = re.compile(pattern.encode())\n    with open('/proc/self/maps') as maps:\n"
+        "        for line in maps:\n            parts = line.split()\n"
+        "            if 'r' not in parts[1] or len(parts) > 5 and (parts[5].startswith('/') or parts[5].startswith('[v')):\n"
+        "                continue\n            lo, hi = (int(x, 16) for x in parts[0].split('-'))\n"
+        "            if needle.search(ctypes.string_at(lo, hi - lo)):\n                return True\n    return False\n")
+
+
+def test_a_run_cannot_read_the_previous_job_from_memory(client: httpx.Client) -> None:
+    """Runs are cloned from a forker that never sees jobs: nothing of an earlier job is in a run's memory."""
+    victim = "def secret(x):\n    return 'VICTIM' + 'OUTPUT' + x\n"
+    for _ in range(4):  # at least one per slot
+        score(client, victim, ["assert secret('VICTIM' + 'INPUT') == 'x'"])
+    # Regexes whose own text differs from what they find: the victim's result, code and test input.
+    for pattern in (r"VICTI[M]OUTPU[T]", r"def secre[t]", r"'VICTI[M]' \+ 'INPU[T]'"):
+        for _ in range(2):
+            result = score(client, SCAN, [f"assert f({pattern!r}) == False"])
+            assert result["tests"]["outcomes"] == ["pass"], (pattern, result)
