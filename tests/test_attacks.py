@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import Gateway, score
+from tests.conftest import REPO, Gateway, score
 
 FAST = {"test_timeout_s": 1.0, "program_timeout_s": 4.0}
 SMALL_MEMORY = {"unbounded recursion with the limit lifted", "memory bomb", "memory bomb over children"}
@@ -140,8 +140,34 @@ ATTACKS: dict[str, tuple[str, list[str], list[str], str]] = {
 }
 
 
+def _host_state() -> tuple[list[tuple[str, int, int]], list[str]]:
+    """The repo's files (path, size, mtime) and any file a sandbox uid owns in the host's writable dirs."""
+    repo = []
+    for root, dirs, files in os.walk(REPO):
+        dirs[:] = [d for d in dirs if d not in SKIP_DIRS]
+        for name in files:
+            st = os.stat(os.path.join(root, name))
+            repo.append((os.path.join(root, name), st.st_size, st.st_mtime_ns))
+    repo.sort()
+    foreign = [str(p) for d in ("/tmp", "/var/tmp", "/dev/shm") if os.path.isdir(d)
+               for p in Path(d).iterdir() if _owner(p) >= 200000]
+    return repo, foreign
+
+
+def _owner(path: Path) -> int:
+    try:
+        return path.lstat().st_uid
+    except OSError:
+        return -1
+
+
+SKIP_DIRS = {".venv", ".git", "__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache", ".hypothesis",
+             "results"}
+
+
 @pytest.mark.parametrize("name", list(ATTACKS))
 def test_attack_is_contained(client: httpx.Client, name: str) -> None:
+    before = _host_state()
     program, tests, outcomes, status = ATTACKS[name]
     limits = {**FAST, "memory_mb": 256} if name in SMALL_MEMORY else FAST  # reach the limit well within 1 s
     if name == "memory bomb over children":
@@ -154,6 +180,7 @@ def test_attack_is_contained(client: httpx.Client, name: str) -> None:
     assert status == "any" or hostile["tests"]["status"] == status, hostile
     assert honest["tests"]["outcomes"] == ["pass", "pass"], honest
     assert client.get("/health").status_code == 200
+    assert _host_state() == before  # nothing outside the run's scratch dir changed
 
 
 def _observe(client: httpx.Client, body: str) -> dict:
