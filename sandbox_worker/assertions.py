@@ -187,7 +187,9 @@ def _one_subject(holes: list[ast.expr]) -> bool:
     dunder (`f("abc").startswith("cb")`, `f(1).__eq__(2)`): the candidate's object could answer those.
     """
     roots = {_root_name(h) for h in holes}
-    if len(roots) != 1 or None in roots or roots & sys.stdlib_module_names:
+    if len(roots) != 1 or None in roots:
+        return False
+    if any(_root_is_module_access(h) for h in holes):
         return False
     for node in (n for h in holes for n in ast.walk(h)):
         if isinstance(node, ast.Attribute) and node.attr.startswith("__"):
@@ -200,6 +202,16 @@ def _one_subject(holes: list[ast.expr]) -> bool:
         if isinstance(node.func, ast.Attribute) and node.func.attr in _BUILTIN_METHODS and arguments:
             return False
     return True
+
+
+def _root_is_module_access(node: ast.expr) -> bool:
+    """`math.factorial(5)`: an attribute of a stdlib module (a candidate function named `random` is fine)."""
+    parent: ast.expr | None = None
+    while isinstance(node, (ast.Call, ast.Attribute, ast.Subscript)):
+        parent = node
+        node = node.func if isinstance(node, ast.Call) else node.value
+    return (isinstance(node, ast.Name) and node.id in sys.stdlib_module_names
+            and isinstance(parent, ast.Attribute))
 
 
 def _root_name(node: ast.expr) -> str | None:
