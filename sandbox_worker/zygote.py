@@ -1,13 +1,14 @@
-"""The zygote: a pre-imported process that clones one isolated child per run and watches it from outside.
+"""The zygote: a pre-imported process that runs one program at a time in isolated children it watches.
 
 Protocol with its owner (the pool) on stdin/stdout: 4-byte big-endian length + JSON.
-  owner -> zygote: {"code", "tests": [{"holes": [...], "in_sandbox": bool}], "limits": {...},
+  owner -> zygote: {"response", "names", "tests": [{"holes": [...], "in_sandbox": bool}], "limits": {...},
                     "allowed_modules": [...]}
-  zygote -> owner: the report of `supervise.run_program`.
+  zygote -> owner: the report of `supervise.Supervisor.run_program`.
 The first frame the zygote sends is its readiness: {"ready": true, "mode": ...} or {"ready": false, "error"}.
 
 The zygote never receives expected values (the judge keeps them), and its environment was scrubbed by the
-pool before exec, so a child that reads its own memory or /proc/self/environ finds no secrets.
+pool before exec. Runs are cloned by its forker (`forker.py`), forked before the first job, so a run that
+reads its own memory or /proc/self/environ finds neither secrets nor earlier jobs.
 """
 
 from __future__ import annotations
