@@ -54,7 +54,7 @@ def start_gateway(log_dir: Path, env_overrides: dict[str, str] | None = None, ke
     env.update({"ACECODER_PORT": str(port), "ACECODER_LOG_LEVEL": "warning", **(env_overrides or {})})
     log_path = log_dir / f"gateway-{port}.log"
     proc = subprocess.Popen([sys.executable, "-m", "service.cli", "serve"], cwd=REPO, env=env,
-                            stdout=log_path.open("wb"), stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+                            stdout=log_path.open("wb"), stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
     gateway = Gateway(f"http://127.0.0.1:{port}", proc, log_path)
     if wait:
         try:
@@ -65,7 +65,7 @@ def start_gateway(log_dir: Path, env_overrides: dict[str, str] | None = None, ke
     return gateway
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """A gateway started by a test run or benchmark must not outlive it when that run is killed."""
     ctypes.CDLL(None).prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
 

@@ -11,6 +11,7 @@ import asyncio
 import functools
 import json
 import threading
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -52,6 +53,14 @@ class TestExecutor:
         # event loop from overlapping with it.
         self._parser = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parse")
         self._parse_lock = threading.Lock()
+
+    async def execute_many(self, items: Sequence[tuple[str, list[str]]], limits: Limits) -> list[ItemResult]:
+        """Items of one request run concurrently on the pool; each is judged on its own."""
+        return list(await asyncio.gather(*(self.execute(response, tests, limits) for response, tests in items)))
+
+    def health(self) -> tuple[bool, dict[str, object]]:
+        live = self.pool.live
+        return live > 0, {"mode": "embedded", "zygotes": live}
 
     async def execute(self, response: str, tests: list[str], limits: Limits) -> ItemResult:
         plans, names = await self._plan(tests)

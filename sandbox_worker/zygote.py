@@ -133,7 +133,11 @@ def _serve(supervisor: supervise.Supervisor, proto_in: int, proto_out: int) -> N
             job = read_frame(proto_in)
         except EOFError:
             return
-        write_frame(proto_out, supervisor.run_program(job))
+        report = supervisor.run_program(job)
+        try:
+            write_frame(proto_out, report)
+        except BrokenPipeError:
+            return  # the owner died (a killed worker): clean up quietly and exit
         supervisor.release()  # reap the finished run after its report went out
 
 

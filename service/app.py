@@ -1,10 +1,11 @@
-"""The app factory: wires settings -> sandbox pool -> executor -> reward service -> routes, in reading order."""
+"""The app factory: wires settings -> executor (embedded sandbox pool, or Redis-queued workers) -> reward
+service -> routes, in reading order."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -13,19 +14,18 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from sandbox_worker.executor import TestExecutor
-from sandbox_worker.pool import PoolConfig, SandboxPool
 from service import protocol
 from service.body_limit import BodyLimitMiddleware
-from service.errors import Overloaded, ServiceError, Unavailable
+from service.errors import ServiceError, Unavailable
+from service.executors import embedded_executor, queued_executor
 from service.metrics import Metrics
 from service.request_metrics import RequestMetricsMiddleware
-from service.rewards import RewardService
+from service.rewards import Executor, RewardService
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    code: {"model": protocol.ErrorResponse} for code in (400, 413, 422, 429, 503)}
+    code: {"model": protocol.ErrorResponse} for code in (400, 413, 422, 429, 503, 504)}
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -33,20 +33,14 @@ def create_app(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        pool = SandboxPool(PoolConfig(size=settings.resolved_pool_size(), isolation=settings.sandbox_isolation,
-                                      hidden_paths=tuple(settings.sandbox_hidden_paths),
-                                      uid_base=settings.sandbox_uid_base,
-                                      scratch_mb=settings.sandbox_scratch_mb))
-        await pool.start()
-        executor = TestExecutor(pool, settings.sandbox_allowed_modules)
-        app.state.rewards = RewardService(executor, settings, metrics)
-        log.info("sandbox pool ready: %d zygotes, isolation=%s, memory cgroup v%s", pool.config.size, pool.mode,
-                 pool.cgroup)
-        try:
-            yield
-        finally:
-            app.state.rewards = None
-            await pool.close()
+        backend: AbstractAsyncContextManager[Executor] = (
+            queued_executor(settings, metrics) if settings.redis_url else embedded_executor(settings))
+        async with backend as executor:
+            app.state.rewards = RewardService(executor, settings, metrics)
+            try:
+                yield
+            finally:
+                app.state.rewards = None
 
     app = FastAPI(title="AceCoder reward service", version="0.1.0", lifespan=lifespan)
     app.state.rewards = None
@@ -66,15 +60,13 @@ def _rewards(request: Request) -> RewardService:
 
 
 def _install_routes(app: FastAPI) -> None:
-    @app.get("/health", responses={503: {"description": "the sandbox pool is not ready, or has no zygote left"}})
+    @app.get("/health", responses={503: {"description": "starting, no zygote left, or Redis unreachable"}})
     async def health(request: Request) -> JSONResponse:
         rewards = request.app.state.rewards
         if rewards is None:
             return JSONResponse({"status": "starting"}, status_code=503)
-        live = rewards.executor.pool.live
-        if live == 0:
-            return JSONResponse({"status": "unavailable", "zygotes": 0}, status_code=503)
-        return JSONResponse({"status": "ok", "zygotes": live})
+        ok, detail = rewards.executor.health()
+        return JSONResponse({"status": "ok" if ok else "unavailable", **detail}, status_code=200 if ok else 503)
 
     @app.get("/metrics", response_class=PlainTextResponse)
     async def metrics_route(request: Request) -> Response:
@@ -90,7 +82,7 @@ def _install_routes(app: FastAPI) -> None:
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ServiceError)
     async def service_error(request: Request, exc: ServiceError) -> JSONResponse:
-        headers = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, Overloaded) else None
+        headers = {"Retry-After": str(exc.retry_after_s)} if exc.retry_after_s is not None else None
         return JSONResponse(exc.body(), status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(StarletteHTTPException)

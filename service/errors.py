@@ -4,7 +4,8 @@ ServiceError
  +-- InvalidRequest      422  a field is wrong; names the field
  +-- PayloadTooLarge     413  body over the configured size
  +-- Overloaded          429  admission limit reached; carries Retry-After
- +-- Unavailable         503  the sandbox pool is not ready
+ +-- Unavailable         503  the sandbox pool is not ready, Redis is unreachable or no worker is alive
+ +-- DeadlineExceeded    504  queued jobs did not finish within the request deadline
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 class ServiceError(Exception):
     status_code = 500
     code = "internal_error"
+    retry_after_s: int | None = None  # sent as Retry-After when set
 
     def __init__(self, message: str, field: str | None = None) -> None:
         super().__init__(message)
@@ -45,3 +47,9 @@ class Overloaded(ServiceError):
 class Unavailable(ServiceError):
     status_code = 503
     code = "unavailable"
+    retry_after_s = 1
+
+
+class DeadlineExceeded(ServiceError):
+    status_code = 504
+    code = "timeout"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+QUEUE_BUCKETS = (0.0005, 0.001, 0.0015, 0.002, 0.003, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
 
@@ -25,3 +26,26 @@ class Metrics:
         self.pending_items = Gauge("acecoder_pending_items", "Items accepted and not yet finished.", registry=r)
         self.rejected = Counter("acecoder_rejected_total", "Requests refused before work, by reason.", ["reason"],
                                 registry=r)
+
+        # Queue mode (ACECODER_REDIS_URL set). Gauges are read from Redis, so every gateway shows the same values.
+        self.queue_depth = Gauge("acecoder_queue_depth", "Jobs in the stream: queued plus being run.", registry=r)
+        self.queue_pending = Gauge("acecoder_queue_pending_jobs", "Jobs claimed by a worker, not yet acknowledged.",
+                                   registry=r)
+        self.live_workers = Gauge("acecoder_queue_live_workers", "Workers with a fresh heartbeat.", registry=r)
+        self.queue_events = Gauge("acecoder_queue_events", "Cumulative queue events recorded in Redis, by kind "
+                                  "(reclaimed, dead_lettered, expired, handed_back, withdrawn, done).", ["kind"],
+                                  registry=r)
+        self.redis_up = Gauge("acecoder_redis_up", "1 while Redis answers.", registry=r)
+        self.jobs_enqueued = Counter("acecoder_queue_jobs_enqueued_total", "Jobs this gateway queued.", registry=r)
+        self.jobs_requeued = Counter("acecoder_queue_jobs_requeued_total",
+                                     "Accepted jobs queued again after they vanished from Redis.", registry=r)
+        self.duplicate_results = Counter("acecoder_queue_duplicate_results_total",
+                                         "Results ignored: a job run twice, or finished after its request ended.",
+                                         registry=r)
+        self.queue_wait = Histogram("acecoder_queue_wait_seconds", "Job latency from enqueue to a worker's claim.",
+                                    buckets=QUEUE_BUCKETS, registry=r)
+        self.job_run = Histogram("acecoder_queue_job_run_seconds", "Job latency on the worker: plan, sandbox, judge.",
+                                 buckets=QUEUE_BUCKETS, registry=r)
+        self.queue_added = Histogram("acecoder_queue_added_seconds",
+                                     "Round trip through the queue minus the worker's run time.",
+                                     buckets=QUEUE_BUCKETS, registry=r)

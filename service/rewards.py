@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
-import asyncio
+from collections.abc import Sequence
+from typing import Protocol
 
-from sandbox_worker.executor import ItemResult, Limits, TestExecutor
+from sandbox_worker.executor import ItemResult, Limits
 from service import protocol
 from service.errors import InvalidRequest, Overloaded
 from service.metrics import Metrics
 from service.settings import Settings
 
 
+class Executor(Protocol):
+    """Where test jobs run: the embedded pool (`TestExecutor`) or Redis-queued workers (`QueuedExecutor`)."""
+
+    async def execute_many(self, items: Sequence[tuple[str, list[str]]], limits: Limits) -> list[ItemResult]: ...
+
+    def health(self) -> tuple[bool, dict[str, object]]: ...
+
+
 class RewardService:
-    def __init__(self, executor: TestExecutor, settings: Settings, metrics: Metrics) -> None:
+    def __init__(self, executor: Executor, settings: Settings, metrics: Metrics) -> None:
         self.executor = executor
         self.settings = settings
         self.metrics = metrics
@@ -23,8 +32,7 @@ class RewardService:
         limits = self.limits_for(request.limits)
         self._admit(len(request.items))
         try:
-            results = await asyncio.gather(
-                *(self.executor.execute(item.response, item.tests, limits) for item in request.items))
+            results = await self.executor.execute_many([(i.response, i.tests) for i in request.items], limits)
         finally:
             self._release(len(request.items))
         items = [self._item_out(r, request.tests_reward) for r in results]

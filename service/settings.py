@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MiB = 1024 * 1024
@@ -51,6 +51,41 @@ class Settings(BaseSettings):
     max_test_chars: int = Field(20_000, gt=0, description="Length of one test.")
     max_body_bytes: int = Field(64 * MiB, gt=0, description="Request body size, enforced before parsing.")
     max_pending_items: int = Field(20_000, gt=0, description="Items accepted but not finished; past it: 429.")
+
+    redis_url: SecretStr | None = Field(
+        None, description="Queue mode: the gateway queues test jobs on this Redis (redis://[:password@]host:port/db) "
+                          "for `acecoder-reward worker` processes; unset: the embedded pool runs them. Workers "
+                          "need it too. Never reaches a sandboxed program.")
+    queue_prefix: str = Field("acecoder", min_length=1, description="Prefix of every Redis key the queue uses "
+                              "(one prefix per deployment sharing a Redis).")
+    queue_max_depth: int = Field(10_000, gt=0, description="Jobs in the stream (queued + running) before the "
+                                 "gateway answers 429.")
+    queue_request_timeout_s: float = Field(300.0, gt=0, description="How long a request waits for its queued "
+                                           "jobs; then 504, and its unfinished jobs are withdrawn.")
+    queue_visibility_timeout_s: float = Field(
+        120.0, gt=0, description="A job claimed this long ago without a result is claimed by another worker; "
+                                 "must exceed the longest job (ACECODER_MAX_PROGRAM_TIMEOUT_S plus slack).")
+    queue_max_deliveries: int = Field(3, gt=0, description="Deliveries without a result (each one ended its "
+                                      "worker) before a job is dead-lettered as infra_error.")
+    queue_result_ttl_s: float = Field(600.0, gt=0, description="Lifetime of a gateway's reply list in Redis "
+                                      "after its last result.")
+    queue_audit_interval_s: float = Field(30.0, gt=0, description="How often a gateway checks that its "
+                                          "waiting jobs are still in Redis (also at once after a Redis restart).")
+    queue_dead_letter_max: int = Field(10_000, gt=0, description="Entries kept in the dead-letter stream.")
+    worker_heartbeat_s: float = Field(1.0, gt=0, description="Worker heartbeat period.")
+    worker_heartbeat_ttl_s: float = Field(5.0, gt=0, description="A worker silent this long is dead: its "
+                                          "health key expires and its jobs are reclaimed.")
+    worker_drain_s: float = Field(30.0, ge=0, description="On SIGTERM, how long running jobs may finish before "
+                                  "the rest are handed back; set terminationGracePeriodSeconds above it.")
+
+    @model_validator(mode="after")
+    def _visibility_exceeds_longest_job(self) -> Settings:
+        if self.queue_visibility_timeout_s <= self.max_program_timeout_s:
+            raise ValueError("ACECODER_QUEUE_VISIBILITY_TIMEOUT_S must exceed ACECODER_MAX_PROGRAM_TIMEOUT_S, "
+                             "or running jobs would be claimed twice")
+        if self.worker_heartbeat_ttl_s <= self.worker_heartbeat_s:
+            raise ValueError("ACECODER_WORKER_HEARTBEAT_TTL_S must exceed ACECODER_WORKER_HEARTBEAT_S")
+        return self
 
     def resolved_pool_size(self) -> int:
         from sandbox_worker.pool import default_pool_size

@@ -1,0 +1,113 @@
+"""The queue's wire format and the Redis plumbing gateway and workers share.
+
+A job is one item: the raw response, its tests and its limits, plus where to send the result and until
+when it is worth running. Times are on the Redis server's clock (`RedisClock`), so hosts whose clocks
+disagree still agree on deadlines. Workers run the whole `TestExecutor.execute` (plan, sandbox, judge), so
+the gateway stays light and the expected values never leave trusted processes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import orjson
+import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
+
+from sandbox_worker import judge
+from sandbox_worker.executor import ItemResult, Limits
+from sandbox_worker.queue_keys import DATA_FIELD, GROUP, QueueKeys
+
+# redis-py annotates stream fields as an invariant dict of a union; ours are str -> bytes.
+StreamFields = dict[Any, Any]
+
+
+@dataclass
+class Job:
+    id: str  # unique per gateway instance: results are deduplicated by it
+    reply: str  # the reply list of the gateway that waits for it
+    deadline_ms: int  # Redis clock; past it the gateway no longer waits, so workers skip the job
+    enqueued_ms: int  # Redis clock, when the gateway first queued it (kept when a job is handed back)
+    prior_deliveries: int  # deliveries of earlier entries of this job (a drained worker hands jobs back)
+    response: str
+    tests: list[str]
+    limits: dict[str, Any]
+
+    def encode_data(self) -> bytes:
+        return orjson.dumps(dataclasses.asdict(self))
+
+    def encode(self) -> StreamFields:
+        return {DATA_FIELD: self.encode_data()}
+
+    @classmethod
+    def decode(cls, fields: StreamFields) -> Job:
+        return cls(**orjson.loads(fields[DATA_FIELD.encode()]))
+
+    def limits_capped(self, caps: Limits) -> Limits:
+        """The gateway capped the limits already; a worker still holds them to its own maxima."""
+        return Limits(**{name: min(self.limits[name], getattr(caps, name)) for name in Limits.__dataclass_fields__})
+
+
+def encode_result(job_id: str, result: ItemResult, queued_s: float, run_s: float, worker: str) -> bytes:
+    return orjson.dumps({"id": job_id, "code": result.code, "tests": dataclasses.asdict(result.tests),
+                         "queued_s": queued_s, "run_s": run_s, "worker": worker})
+
+
+@dataclass
+class QueuedResult:
+    job_id: str
+    item: ItemResult
+    queued_s: float  # enqueue -> claim
+    run_s: float  # claim -> result stored
+
+
+def decode_result(raw: bytes) -> QueuedResult:
+    data = orjson.loads(raw)
+    item = ItemResult(data["code"], judge.TestsResult(**data["tests"]))
+    return QueuedResult(data["id"], item, float(data["queued_s"]), float(data["run_s"]))
+
+
+class RedisClock:
+    """Milliseconds on the Redis server's clock, from the local clock plus a measured offset."""
+
+    def __init__(self) -> None:
+        self.offset_ms = 0.0
+
+    async def sync(self, redis: aioredis.Redis) -> None:
+        before = time.time()
+        seconds, micros = await redis.time()
+        after = time.time()
+        self.offset_ms = (seconds * 1000 + micros / 1000) - (before + after) * 500
+
+    def now_ms(self) -> int:
+        return int(time.time() * 1000 + self.offset_ms)
+
+
+def connect(url: str, client_name: str) -> aioredis.Redis:
+    """Short connect and read timeouts: an unreachable Redis is a quick 503, never a hung request. Blocking
+    reads pass their own, longer timeout."""
+    return aioredis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=10, health_check_interval=15,
+                                   client_name=client_name, retry_on_timeout=False)
+
+
+def describe_url(url: str) -> str:
+    """The URL without its credentials, for logs and error messages."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+async def ensure_group(redis: aioredis.Redis, keys: QueueKeys) -> None:
+    """Creates the stream and its consumer group if missing (after a Redis restart, say). From id 0, so jobs
+    queued before the group existed are delivered too: acknowledged entries are deleted, so everything
+    still in the stream is work."""
+    try:
+        await redis.xgroup_create(keys.jobs, GROUP, id="0", mkstream=True)
+    except ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise

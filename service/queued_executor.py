@@ -1,0 +1,288 @@
+"""The gateway's side of the Redis queue: enqueue a request's items as jobs, await their results.
+
+The gateway owns every job it accepted until the job's result arrives or the request's deadline passes.
+Results come back on a reply list of this gateway instance and are matched by job id, so a job run twice
+(at-least-once delivery) still yields one result. If Redis restarts and loses the stream, an audit finds
+the jobs whose entries are gone without a result and queues them again: nothing accepted is lost while
+its request still waits. A request that times out withdraws its unfinished jobs, so no worker runs them
+for nobody.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import itertools
+import logging
+import secrets
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from sandbox_worker.executor import ItemResult, Limits
+from sandbox_worker.job_queue import Job, QueuedResult, RedisClock, connect, decode_result, describe_url, ensure_group
+from sandbox_worker.queue_keys import DATA_FIELD, GROUP, QueueKeys
+from service.errors import DeadlineExceeded, Overloaded, Unavailable
+from service.metrics import Metrics
+
+log = logging.getLogger(__name__)
+REDIS_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
+# KEYS[1]: the job stream; ARGV[1]: the most jobs it may hold; ARGV[2..]: the jobs. Returns the new entry
+# ids, or the stream's length when the jobs do not fit.
+ENQUEUE_LUA = f"""
+local depth = redis.call('XLEN', KEYS[1])
+if depth + #ARGV - 1 > tonumber(ARGV[1]) then return depth end
+local ids = {{}}
+for i = 2, #ARGV do ids[i - 1] = redis.call('XADD', KEYS[1], '*', '{DATA_FIELD}', ARGV[i]) end
+return ids
+"""
+POLL_S = 1.0  # metrics, Redis health and worker count refresh
+REPLY_BATCH = 512
+
+
+@dataclass(frozen=True)
+class QueueConfig:
+    redis_url: str
+    prefix: str
+    max_depth: int
+    request_timeout_s: float
+    heartbeat_ttl_s: float
+    audit_interval_s: float
+
+
+@dataclass
+class _Waiting:
+    job: Job
+    future: asyncio.Future[QueuedResult]
+    started: float = field(default_factory=time.monotonic)
+    entry_id: bytes | None = None
+
+
+class QueuedExecutor:
+    def __init__(self, config: QueueConfig, metrics: Metrics) -> None:
+        self.config = config
+        self.metrics = metrics
+        self.keys = QueueKeys(config.prefix)
+        self.gateway_id = secrets.token_hex(8)
+        self.redis: aioredis.Redis = connect(config.redis_url, f"acecoder-gateway:{self.gateway_id}")
+        self.clock = RedisClock()
+        self._enqueue_script = self.redis.register_script(ENQUEUE_LUA)
+        self.redis_ok = False
+        self.live_workers = 0
+        self.added_latency_s: collections.deque[float] = collections.deque(maxlen=100_000)  # for benchmarks
+        self._redis_error = "not connected yet"
+        self._run_id: str | None = None
+        self._last_audit = time.monotonic()
+        self._waiting: dict[str, _Waiting] = {}
+        self._seq = itertools.count()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._closing = False
+
+    async def start(self) -> None:
+        """Starts even while Redis is away (requests get 503 until it answers)."""
+        await self._poll()
+        self._tasks = [asyncio.create_task(self._read_replies()), asyncio.create_task(self._watch())]
+        log.info("queue mode: %s, stream %s, gateway %s", describe_url(self.config.redis_url), self.keys.jobs,
+                 self.gateway_id)
+
+    async def close(self) -> None:
+        # The loops end on their own within a second: cancelling a redis-py blocking read can wedge it.
+        self._closing = True
+        _, stuck = await asyncio.wait(self._tasks, timeout=3)
+        for task in stuck:
+            task.cancel()
+        await self.redis.aclose()
+
+    def health(self) -> tuple[bool, dict[str, object]]:
+        body: dict[str, object] = {"mode": "queue", "redis": "ok" if self.redis_ok else "unreachable",
+                                   "workers": self.live_workers}
+        if not self.redis_ok:
+            body["error"] = self._redis_error
+        return self.redis_ok, body
+
+    # -- requests ------------------------------------------------------------------------------------------
+
+    async def execute_many(self, items: Sequence[tuple[str, list[str]]], limits: Limits) -> list[ItemResult]:
+        self._check_ready()
+        now_ms = self.clock.now_ms()
+        timeout_s = self.config.request_timeout_s
+        loop = asyncio.get_running_loop()
+        waits = [_Waiting(Job(f"{self.gateway_id}:{next(self._seq)}", self.keys.reply(self.gateway_id),
+                              now_ms + int(timeout_s * 1000), now_ms, 0, response, tests, limits.__dict__),
+                          loop.create_future()) for response, tests in items]
+        for w in waits:
+            self._waiting[w.job.id] = w
+        try:
+            await self._enqueue(waits, self.config.max_depth)
+            await asyncio.wait_for(asyncio.gather(*(w.future for w in waits)), timeout_s)
+        except TimeoutError:  # before the Redis errors: TimeoutError is an OSError
+            unfinished = [w for w in waits if not w.future.done()]
+            raise DeadlineExceeded(f"{len(unfinished)} of {len(waits)} items did not finish within {timeout_s:g} s "
+                                   "(ACECODER_QUEUE_REQUEST_TIMEOUT_S); their jobs were withdrawn")
+        except REDIS_ERRORS as exc:
+            raise self._unavailable(exc) from exc
+        finally:
+            unfinished = [w for w in waits if not w.future.done()]
+            for w in waits:
+                self._waiting.pop(w.job.id, None)
+            if unfinished:  # timed out, or the caller went away: no worker should run these for nobody
+                await asyncio.shield(self._withdraw(unfinished))
+        return [w.future.result().item for w in waits]
+
+    def _check_ready(self) -> None:
+        if not self.redis_ok:
+            raise Unavailable(f"Redis at {describe_url(self.config.redis_url)} is unreachable ({self._redis_error}); "
+                              "retry later")
+        if self.live_workers == 0:
+            raise Unavailable(f"no sandbox worker is alive (none sent a heartbeat in the last "
+                              f"{self.config.heartbeat_ttl_s:g} s); start `acecoder-reward worker`")
+
+    def _unavailable(self, exc: BaseException) -> Unavailable:
+        self._mark_down(exc)
+        return Unavailable(f"Redis at {describe_url(self.config.redis_url)} is unreachable ({self._redis_error}); "
+                           "retry later")
+
+    async def _enqueue(self, waits: list[_Waiting], max_depth: int) -> None:
+        """Adds the jobs in one round trip, and only if the stream stays within `max_depth` (checked and
+        added atomically, so several gateways together still respect the bound)."""
+        jobs = [w.job.encode_data() for w in waits]
+        added = await self._enqueue_script(keys=[self.keys.jobs], args=[max_depth, *jobs])
+        if isinstance(added, int):
+            self.metrics.rejected.labels("queue_full").inc()
+            raise Overloaded(f"the job queue holds {added} jobs (at most {max_depth}); retry later")
+        for w, entry_id in zip(waits, added, strict=True):
+            w.entry_id = entry_id
+        self.metrics.jobs_enqueued.inc(len(waits))
+
+    async def _withdraw(self, waits: list[_Waiting]) -> None:
+        """Deletes entries not yet done. A claimed one is deleted too; its worker's result is then ignored."""
+        ids = [w.entry_id for w in waits if w.entry_id is not None]
+        if not ids:
+            return
+        try:
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.xack(self.keys.jobs, GROUP, *ids)
+            pipe.xdel(self.keys.jobs, *ids)
+            pipe.hincrby(self.keys.stats, "withdrawn", len(ids))
+            await pipe.execute(raise_on_error=False)
+        except REDIS_ERRORS as exc:  # workers skip them anyway once their deadline has passed
+            log.warning("could not withdraw %d jobs (%s)", len(ids), exc)
+
+    # -- results -------------------------------------------------------------------------------------------
+
+    async def _read_replies(self) -> None:
+        key = self.keys.reply(self.gateway_id)
+        while not self._closing:
+            try:
+                popped = await self.redis.blpop([key], timeout=1)
+                if popped is None:
+                    continue
+                self._deliver(popped[1])  # before draining the rest: this one's caller should not wait
+                for raw in await self.redis.lpop(key, REPLY_BATCH) or []:
+                    self._deliver(raw)
+            except REDIS_ERRORS as exc:
+                self._mark_down(exc)
+                await asyncio.sleep(0.5)
+
+    def _deliver(self, raw: bytes | str | int) -> None:
+        try:
+            result = decode_result(raw)  # type: ignore[arg-type]  # redis-py's union; replies are bytes
+        except (KeyError, TypeError, ValueError) as exc:
+            log.error("dropping a malformed result (%s)", exc)
+            return
+        waiting = self._waiting.get(result.job_id)
+        if waiting is None or waiting.future.done():
+            self.metrics.duplicate_results.inc()  # a job run twice, or a result after its request ended
+            return
+        waiting.future.set_result(result)
+        added = max(0.0, time.monotonic() - waiting.started - result.run_s)
+        self.added_latency_s.append(added)
+        self.metrics.queue_wait.observe(result.queued_s)
+        self.metrics.job_run.observe(result.run_s)
+        self.metrics.queue_added.observe(added)
+
+    # -- Redis health, metrics and the audit ---------------------------------------------------------------
+
+    async def _watch(self) -> None:
+        while not self._closing:
+            await asyncio.sleep(POLL_S)
+            try:
+                await self._poll()
+            except ResponseError as exc:  # e.g. NOGROUP right after a restart: the audit recreates it
+                log.warning("queue poll: %s", exc)
+
+    async def _poll(self) -> None:
+        was_ok = self.redis_ok
+        try:
+            info = await self.redis.info("server")
+            await self.clock.sync(self.redis)
+            restarted = self._run_id is not None and info.get("run_id") != self._run_id
+            self._run_id = info.get("run_id")
+            if restarted or not was_ok:
+                await ensure_group(self.redis, self.keys)
+            await self._refresh_metrics()
+            self._mark_up()
+            if restarted or (self._waiting and time.monotonic() - self._last_audit > self.config.audit_interval_s):
+                await self._audit(restarted)
+        except REDIS_ERRORS as exc:
+            self._mark_down(exc)
+
+    async def _refresh_metrics(self) -> None:
+        now_ms = self.clock.now_ms()
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.xlen(self.keys.jobs)
+        pipe.xpending(self.keys.jobs, GROUP)
+        pipe.zcount(self.keys.workers, now_ms - int(self.config.heartbeat_ttl_s * 1000), "+inf")
+        pipe.hgetall(self.keys.stats)
+        depth, pending, live, stats = await pipe.execute(raise_on_error=False)
+        self.live_workers = int(live) if isinstance(live, int) else 0
+        m = self.metrics
+        if isinstance(depth, int):
+            m.queue_depth.set(depth)
+        if isinstance(pending, dict):
+            m.queue_pending.set(pending.get("pending", 0))
+        m.live_workers.set(self.live_workers)
+        if isinstance(stats, dict):
+            for name, value in stats.items():
+                key = name.decode() if isinstance(name, bytes) else str(name)
+                m.queue_events.labels(key).set(int(value))
+
+    async def _audit(self, restarted: bool) -> None:
+        """Queues again the jobs whose entries vanished without a result (a Redis restart without
+        persistence, an eviction). A worker deletes an entry in the same transaction that stores its
+        result, so a missing entry with no result means the job is lost, or its result is on the way."""
+        self._last_audit = time.monotonic()
+        waits = [w for w in self._waiting.values() if not w.future.done() and w.entry_id is not None]
+        if not waits:
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        for w in waits:
+            assert w.entry_id is not None
+            pipe.xrange(self.keys.jobs, w.entry_id, w.entry_id)
+        found = await pipe.execute()
+        lost = [w for w, entries in zip(waits, found, strict=True) if not entries and not w.future.done()]
+        if not lost:
+            return
+        log.warning("%d accepted jobs vanished from Redis%s; queueing them again", len(lost),
+                    " (it restarted)" if restarted else "")
+        await ensure_group(self.redis, self.keys)
+        await self._enqueue(lost, max_depth=1 << 62)  # already accepted: never refused
+        self.metrics.jobs_requeued.inc(len(lost))
+
+    def _mark_down(self, exc: BaseException) -> None:
+        if self.redis_ok:
+            log.error("Redis at %s unreachable: %s", describe_url(self.config.redis_url), exc)
+        self.redis_ok = False
+        self._redis_error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        self.metrics.redis_up.set(0)
+
+    def _mark_up(self) -> None:
+        if not self.redis_ok:
+            log.info("Redis at %s answers", describe_url(self.config.redis_url))
+        self.redis_ok = True
+        self.metrics.redis_up.set(1)

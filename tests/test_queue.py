@@ -1,0 +1,409 @@
+"""Queue mode against a real redis-server, real `acecoder-reward worker` processes and the real gateway over
+HTTP: same results as local mode, and every fault (SIGKILL, poison job, Redis restart, SIGTERM) ends with
+every request answered and every accepted job's result delivered exactly once."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+from loadtest.gateway_process import REPO, Gateway
+from loadtest.humaneval_data import load_problems
+from loadtest.queue_processes import QueueStack, RedisServer
+from sandbox_worker.job_queue import Job
+
+SLOW_LIMITS = {"test_timeout_s": 10, "program_timeout_s": 15}
+
+
+def sleeper(value: int, seconds: float) -> dict[str, object]:
+    """An item that takes `seconds` and passes only with its own value: a mixed-up result would fail."""
+    return {"response": f"import time\ndef f():\n    time.sleep({seconds})\n    return {value}\n",
+            "tests": [f"assert f() == {value}"]}
+
+
+def assert_sleepers_pass(body: dict, count: int) -> None:
+    assert body["rewards"] == [1.0] * count, [i["tests"] for i in body["items"]]
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    if not RedisServer.available():
+        pytest.fail("queue tests need redis-server on PATH (Debian: apt-get install redis-server)")
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+def new_stack(server: RedisServer, tmp: Path, **env: str) -> QueueStack:
+    prefix = f"t{uuid.uuid4().hex[:8]}"
+    return QueueStack(server.url, prefix, tmp / prefix, env)
+
+
+@contextlib.contextmanager
+def started(s: QueueStack, workers: int = 2, concurrency: int = 2) -> Iterator[QueueStack]:
+    try:
+        s.start(workers, concurrency)
+        yield s
+    finally:
+        s.stop()
+
+
+@pytest.fixture(scope="module")
+def stack(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[QueueStack]:
+    """One gateway and two workers (two programs at once each), shared by the non-destructive tests."""
+    with started(new_stack(redis_server, tmp_path_factory.mktemp("queue"), ACECODER_SECRET_TOKEN="s3cret-canary")) as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def queue_client(stack: QueueStack) -> Iterator[httpx.Client]:
+    assert stack.gateway is not None
+    with stack.gateway.client() as c:
+        yield c
+
+
+def stats(server: RedisServer, s: QueueStack) -> dict[str, int]:
+    raw = server.client().hgetall(f"{s.prefix}:stats")
+    return {k.decode(): int(v) for k, v in raw.items()}
+
+
+def test_humaneval_in_queue_mode_matches_local_mode(queue_client: httpx.Client, client: httpx.Client) -> None:
+    problems = load_problems()
+    items = [{"response": p.solution, "tests": p.tests} for p in problems]
+    items += [{"response": p.prompt + "    return None\n", "tests": p.tests} for p in problems[:20]]
+    queued = queue_client.post("/v1/rewards", json={"items": items})
+    local = client.post("/v1/rewards", json={"items": items})
+    assert queued.status_code == local.status_code == 200, queued.text
+    strip = [{"reward": i["reward"], "code": i["code"], "status": i["tests"]["status"],
+              "outcomes": i["tests"]["outcomes"], "details": i["tests"]["details"]} for i in queued.json()["items"]]
+    want = [{"reward": i["reward"], "code": i["code"], "status": i["tests"]["status"],
+             "outcomes": i["tests"]["outcomes"], "details": i["tests"]["details"]} for i in local.json()["items"]]
+    assert strip == want
+    assert queued.json()["rewards"][:164] == [1.0] * 164
+
+
+def test_queue_metrics_and_health(queue_client: httpx.Client) -> None:
+    assert queue_client.post("/v1/rewards", json={"items": [sleeper(1, 0)]}).status_code == 200
+    time.sleep(1.2)  # gauges are refreshed from Redis every second
+    health = queue_client.get("/health").json()
+    assert health == {"status": "ok", "mode": "queue", "redis": "ok", "workers": 2}
+    text = queue_client.get("/metrics").text
+    for name in ("acecoder_queue_depth", "acecoder_queue_pending_jobs", "acecoder_queue_live_workers 2.0",
+                 'acecoder_queue_events{kind="done"}', "acecoder_queue_wait_seconds_count",
+                 "acecoder_queue_job_run_seconds_count", "acecoder_queue_added_seconds_count", "acecoder_redis_up 1.0"):
+        assert name in text, name
+
+
+def test_redis_password_never_reaches_the_sandbox(queue_client: httpx.Client, redis_server: RedisServer) -> None:
+    probe = f"""
+import os
+def leaked():
+    blobs = [repr(dict(os.environ)).encode()]
+    for pid in os.listdir('/proc'):
+        for name in ('environ', 'cmdline'):
+            try:
+                blobs.append(open(f'/proc/{{pid}}/{{name}}', 'rb').read())
+            except Exception:
+                pass
+    return [b for b in (b'{redis_server.password}', b's3cret-canary', b'REDIS') if any(b in x for x in blobs)]
+"""
+    answer = queue_client.post("/v1/rewards", json={"items": [{"response": probe, "tests": ["assert leaked() == []"]}]})
+    assert answer.json()["items"][0]["tests"]["outcomes"] == ["pass"], answer.text
+
+
+def test_worker_health_probe(stack: QueueStack) -> None:
+    env = {"ACECODER_REDIS_URL": stack.redis_url, "ACECODER_QUEUE_PREFIX": stack.prefix, "PATH": "/usr/bin:/bin"}
+    name = next(iter(stack.workers))
+    probe = [sys.executable, "-m", "service.cli", "worker-health"]
+    alive = subprocess.run([*probe, "--name", name], cwd=REPO, env=env, capture_output=True, text=True)
+    assert alive.returncode == 0, alive.stderr
+    assert f'"name":"{name}"' in alive.stdout
+    assert subprocess.run(probe, cwd=REPO, env=env, capture_output=True).returncode == 0  # any worker on this host
+    gone = subprocess.run([*probe, "--name", "no-such-worker"], cwd=REPO, env=env, capture_output=True, text=True)
+    assert gone.returncode == 1 and "no live worker" in gone.stderr
+
+
+def test_queue_full_is_429_with_retry_after(stack: QueueStack, tmp_path: Path) -> None:
+    small = QueueStack(stack.redis_url, stack.prefix, tmp_path, stack.env)
+    gateway = small.start_gateway(ACECODER_QUEUE_MAX_DEPTH="3")
+    try:
+        with gateway.client() as c:
+            small.wait_workers(2)
+            refused = c.post("/v1/rewards", json={"items": [sleeper(n, 0) for n in range(4)]})
+            assert refused.status_code == 429 and refused.headers["Retry-After"] == "1"
+            assert refused.json()["error"]["code"] == "overloaded"
+            assert c.post("/v1/rewards", json={"items": [sleeper(n, 0) for n in range(3)]}).status_code == 200
+    finally:
+        small.stop()
+
+
+def test_request_deadline_withdraws_leftover_jobs(stack: QueueStack, redis_server: RedisServer,
+                                                  tmp_path: Path) -> None:
+    """4 slots, 12 jobs of 1.5 s, a 2 s deadline: 504; the 4 jobs still queued at the deadline never run."""
+    short = QueueStack(stack.redis_url, stack.prefix, tmp_path, stack.env)
+    gateway = short.start_gateway(ACECODER_QUEUE_REQUEST_TIMEOUT_S="2")
+    before = stats(redis_server, stack)
+    try:
+        with gateway.client() as c:
+            short.wait_workers(2)
+            started = time.monotonic()
+            answer = c.post("/v1/rewards", json={"items": [sleeper(n, 1.5) for n in range(12)],
+                                                 "limits": SLOW_LIMITS})
+            assert answer.status_code == 504 and time.monotonic() - started < 4
+            assert answer.json()["error"]["code"] == "timeout"
+            assert "did not finish within 2 s" in answer.json()["error"]["message"]
+    finally:
+        short.stop()
+    time.sleep(2)  # the 4 jobs running at the deadline finish, for nobody
+    after = stats(redis_server, stack)
+    assert after.get("done", 0) - before.get("done", 0) == 8
+    assert redis_server.client().xlen(f"{stack.prefix}:jobs") == 0
+
+
+def test_worker_skips_a_job_past_its_deadline(stack: QueueStack, redis_server: RedisServer) -> None:
+    r = redis_server.client()
+    before = stats(redis_server, stack)
+    now_ms = int(time.time() * 1000)
+    job = Job("manual:1", f"{stack.prefix}:reply:manual", now_ms - 1, now_ms - 1000, 0, "def f(): return 1",
+              ["assert f() == 1"], dict.fromkeys(("test_timeout_s", "program_timeout_s"), 4) | {
+                  "memory_mb": 512, "max_processes": 8, "max_open_files": 64, "max_file_bytes": 1 << 20,
+                  "max_output_bytes": 1 << 20, "max_result_bytes": 1 << 20})
+    r.xadd(f"{stack.prefix}:jobs", job.encode())
+    deadline = time.monotonic() + 10
+    while stats(redis_server, stack).get("expired", 0) == before.get("expired", 0):
+        assert time.monotonic() < deadline, "the expired job was not skipped"
+        time.sleep(0.1)
+    assert r.llen(f"{stack.prefix}:reply:manual") == 0  # skipped, not run
+    assert r.xlen(f"{stack.prefix}:jobs") == 0
+
+
+def test_redis_unreachable_is_503_and_health_says_so(tmp_path: Path) -> None:
+    dead = QueueStack("redis://:hunter2-canary@127.0.0.1:1/0", "dead", tmp_path, {})
+    gateway = dead.start_gateway(wait=False)  # starts anyway, unhealthy: it recovers when Redis comes
+    try:
+        with gateway.client() as c:
+            wait_for(lambda: _answers(c), what="the gateway to listen")
+            answer = c.post("/v1/rewards", json={"items": [sleeper(1, 0)]})
+            assert answer.status_code == 503 and answer.headers["Retry-After"] == "1"
+            message = answer.json()["error"]["message"]
+            assert "Redis at redis://127.0.0.1:1/0 is unreachable" in message
+            assert "hunter2" not in message and "hunter2" not in gateway.log()
+            health = c.get("/health")
+            assert health.status_code == 503 and health.json()["redis"] == "unreachable"
+    finally:
+        dead.stop()
+
+
+def _answers(c: httpx.Client) -> bool:
+    try:
+        return c.get("/health").status_code == 503
+    except httpx.TransportError:
+        return False
+
+
+def test_no_live_worker_is_503(redis_server: RedisServer, tmp_path: Path) -> None:
+    lonely = new_stack(redis_server, tmp_path)
+    gateway = lonely.start_gateway()
+    try:
+        with gateway.client() as c:
+            answer = c.post("/v1/rewards", json={"items": [sleeper(1, 0)]})
+            assert answer.status_code == 503 and "no sandbox worker is alive" in answer.json()["error"]["message"]
+    finally:
+        lonely.stop()
+
+
+# -- faults: each runs its own gateway and workers ---------------------------------------------------------
+
+
+def post_in_background(gateway: Gateway, body: dict) -> tuple[threading.Thread, dict[str, httpx.Response]]:
+    out: dict[str, httpx.Response] = {}
+
+    def run() -> None:
+        with gateway.client(timeout=120) as c:
+            out["answer"] = c.post("/v1/rewards", json=body)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, out
+
+
+def holder_of(r: redis.Redis, s: QueueStack, marker: str | None = None, max_delivered: int = 1 << 30
+              ) -> dict[str, int]:
+    """Pending jobs per consumer (only those whose job text contains `marker`, if given, and which were
+    delivered at most `max_delivered` times)."""
+    held: dict[str, int] = {}
+    for entry in r.xpending_range(f"{s.prefix}:jobs", "workers", "-", "+", 1000):
+        if entry["times_delivered"] > max_delivered:
+            continue
+        if marker is not None:
+            found = r.xrange(f"{s.prefix}:jobs", entry["message_id"], entry["message_id"])
+            if not found or marker.encode() not in found[0][1][b"j"]:
+                continue
+        name = entry["consumer"].decode()
+        held[name] = held.get(name, 0) + 1
+    return held
+
+
+def wait_for(condition, timeout_s: float = 30.0, what: str = "condition"):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def busy_first_worker(s: QueueStack, r: redis.Redis, count: int, seconds: float
+                      ) -> tuple[str, threading.Thread, dict[str, httpx.Response]]:
+    """Posts `count` sleepers in the background and returns once the first worker holds some of them."""
+    assert s.gateway is not None
+    first = next(iter(s.workers))
+    thread, out = post_in_background(s.gateway, {"items": [sleeper(n, seconds) for n in range(count)],
+                                                 "limits": SLOW_LIMITS})
+    wait_for(lambda: holder_of(r, s).get(first), what="the first worker to hold jobs")
+    return first, thread, out
+
+
+def test_sigkilled_worker_jobs_are_reclaimed(redis_server: RedisServer, tmp_path: Path) -> None:
+    with started(new_stack(redis_server, tmp_path)) as s:
+        r = redis_server.client()
+        first, thread, out = busy_first_worker(s, r, 8, 1.0)
+        s.kill_worker(first)
+        thread.join(60)
+        assert out["answer"].status_code == 200, out["answer"].text
+        assert_sleepers_pass(out["answer"].json(), 8)
+        assert stats(redis_server, s)["reclaimed"] >= 1
+        assert r.xlen(f"{s.prefix}:jobs") == 0
+
+
+def test_poison_job_is_dead_lettered_and_the_batch_finishes(redis_server: RedisServer, tmp_path: Path) -> None:
+    """Every worker that takes the poison job dies (killed here, as a worker-crashing job would); after
+    ACECODER_QUEUE_MAX_DELIVERIES deliveries it is dead-lettered as infra_error and the rest pass."""
+    with started(new_stack(redis_server, tmp_path, ACECODER_QUEUE_MAX_DELIVERIES="2")) as s:
+        gateway = s.gateway
+        assert gateway is not None
+        r = redis_server.client()
+        poison = {"response": "import time\ndef f():\n    time.sleep(30)  # POISON\n", "tests": ["assert f() == 1"]}
+        items = [sleeper(n, 0.2) for n in range(6)]
+        items.insert(3, poison)
+        thread, out = post_in_background(gateway, {"items": items, "limits": {"test_timeout_s": 30,
+                                                                              "program_timeout_s": 40}})
+        kills = 0
+        while thread.is_alive() and kills < 5:
+            # A third delivery is dead-lettered at once: that worker must not be killed in the moment it holds it.
+            held = holder_of(r, s, marker="POISON", max_delivered=2)
+            for name in held:
+                if s.workers[name].poll() is None:
+                    s.kill_worker(name)
+                    s.workers[name].wait()
+                    kills += 1
+                    s.start_worker()
+            time.sleep(0.05)
+        thread.join(60)
+        assert kills == 2
+        body = out["answer"].json()
+        assert body["items"][3]["tests"]["status"] == "infra_error"
+        assert body["items"][3]["tests"]["outcomes"] == ["not_run"]
+        assert "dead-lettered" in body["items"][3]["tests"]["details"][0]
+        assert body["rewards"][:3] + body["rewards"][4:] == [1.0] * 6
+        dead = r.xrange(f"{s.prefix}:dead")
+        assert len(dead) == 1 and b"POISON" in dead[0][1][b"j"]
+        assert stats(redis_server, s)["dead_lettered"] == 1
+
+
+def test_redis_restart_mid_load_loses_no_accepted_job(tmp_path: Path) -> None:
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    with started(QueueStack(server.url, "restart", tmp_path / "stack", {}), concurrency=1) as s:
+        gateway = s.gateway
+        assert gateway is not None
+        thread, out = post_in_background(gateway, {"items": [sleeper(n, 0.5) for n in range(8)],
+                                                   "limits": SLOW_LIMITS})
+        wait_for(lambda: sum(holder_of(server.client(), s).values()) == 2, what="both workers busy")
+        server.stop()
+        with gateway.client(timeout=10) as c:
+            down = c.post("/v1/rewards", json={"items": [sleeper(1, 0)]})
+            assert down.status_code == 503 and "unreachable" in down.json()["error"]["message"]
+            time.sleep(1.5)
+            assert c.get("/health").status_code == 503
+            server.start()  # same port, empty: the stream, its group and the reply list are gone
+            thread.join(60)
+            assert out["answer"].status_code == 200, out["answer"].text
+            assert_sleepers_pass(out["answer"].json(), 8)
+            s.wait_workers(2)
+            after = c.post("/v1/rewards", json={"items": [sleeper(n, 0) for n in range(4)]})
+            assert after.status_code == 200
+            assert_sleepers_pass(after.json(), 4)
+        assert "vanished from Redis (it restarted); queueing them again" in gateway.log()
+    server.stop()
+
+
+@pytest.mark.parametrize("drain_s", ["10", "0.3"], ids=["finishes", "hands-back"])
+def test_sigterm_of_a_busy_worker(redis_server: RedisServer, tmp_path: Path, drain_s: str) -> None:
+    """With time to drain, the worker finishes its jobs; without, it hands them back at once. Either way
+    it exits 0 within its grace period and every result comes back once."""
+    with started(new_stack(redis_server, tmp_path, ACECODER_WORKER_DRAIN_S=drain_s)) as s:
+        r = redis_server.client()
+        first, thread, out = busy_first_worker(s, r, 6, 1.5)
+        stopped = time.monotonic()
+        s.kill_worker(first, signal.SIGTERM)
+        assert s.workers[first].wait(float(drain_s) + 10) == 0
+        took = time.monotonic() - stopped
+        thread.join(60)
+        assert out["answer"].status_code == 200, out["answer"].text
+        assert_sleepers_pass(out["answer"].json(), 6)
+        counted = stats(redis_server, s)
+        if drain_s == "10":
+            assert counted.get("handed_back", 0) == 0 and took < 5
+        else:
+            assert counted["handed_back"] >= 1 and took < 4
+        assert counted.get("dead_lettered", 0) == 0
+        assert "stopped after" in s.worker_log(first)
+
+
+def test_load_steady_then_overload_then_recovery(redis_server: RedisServer, tmp_path: Path) -> None:
+    from loadtest.queue_load import LoadPlan, run_load
+
+    with started(new_stack(redis_server, tmp_path, ACECODER_QUEUE_MAX_DEPTH="200")) as s:
+        gateway = s.gateway
+        assert gateway is not None
+        assert gateway.proc is not None
+        report = run_load(gateway.url, [gateway.proc.pid, *(p.pid for p in s.workers.values())],
+                          LoadPlan(steady_clients=3, steady_s=6, burst_clients=24, burst_items=40, burst_s=4,
+                                   recovery_s=4))
+        print(report.summary())
+        assert report.steady.errors == 0 and report.steady.ok > 20
+        assert report.burst.status_counts.get(429, 0) > 0
+        assert set(report.burst.status_counts) <= {200, 429}
+        assert report.recovery.errors == 0 and report.recovery.ok > 10
+        assert report.rss_growth_mb() < 25, report.rss_mb
+
+
+def test_two_gateways_share_the_workers(stack: QueueStack, tmp_path: Path) -> None:
+    other = QueueStack(stack.redis_url, stack.prefix, tmp_path, stack.env)
+    gateway = other.start_gateway()
+    try:
+        other.wait_workers(2)
+        with ThreadPoolExecutor(2) as pool, gateway.client() as c:
+            assert stack.gateway is not None
+            with stack.gateway.client() as c2:
+                a = pool.submit(c.post, "/v1/rewards", json={"items": [sleeper(n, 0.05) for n in range(10)]})
+                b = pool.submit(c2.post, "/v1/rewards", json={"items": [sleeper(n, 0.05) for n in range(10, 20)]})
+                assert_sleepers_pass(a.result().json(), 10)
+                assert_sleepers_pass(b.result().json(), 10)
+    finally:
+        other.stop()
