@@ -10,7 +10,8 @@ In one run on one machine it:
    queue-2 in turn (interleaved, so all three see the same machine conditions); every program must pass;
 3. measures the queue's added latency per job: round trip through Redis (enqueue -> result back in the
    gateway) minus the worker's own time for the job (plan, sandbox, judge), with one job at a time, from an
-   in-process QueuedExecutor on the 2-worker queue; and the same for one-item HTTP requests, queue vs local;
+   in-process QueuedExecutor on the 2-worker queue; next to it, the floor: a bare Redis round trip between
+   two processes with nothing behind it; and one-item HTTP request latency, queue vs local;
 4. prints a report and writes it as JSON to loadtest/results/bench_queue.json.
 """
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
 import statistics
 import sys
 import tempfile
@@ -28,6 +30,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import redis
 import uvloop
 
 from loadtest.bench_humaneval import api_sequential, api_throughput, machine, rate_stats, verdict
@@ -96,6 +99,44 @@ async def added_latency(redis_url: str, prefix: str, problems: list[Problem], re
         await executor.close()
 
 
+def _echo_worker(url: str, stream: str, reply: str) -> None:
+    """The least a queue worker can do: claim an entry, push it back, acknowledge and delete it."""
+    client = redis.Redis.from_url(url)
+    client.xgroup_create(stream, "g", id="0", mkstream=True)
+    while True:
+        answer: Any = client.xreadgroup("g", "echo", {stream: ">"}, count=1, block=1000)
+        if not answer:
+            continue
+        entry_id, fields = answer[0][1][0]
+        if fields[b"j"] == b"stop":
+            return
+        pipe = client.pipeline(transaction=True)
+        pipe.rpush(reply, fields[b"j"])
+        pipe.xack(stream, "g", entry_id)
+        pipe.xdel(stream, entry_id)
+        pipe.execute()
+
+
+def queue_floor(url: str, jobs: int) -> list[float]:
+    """Round trips through Redis with no sandbox behind it (XADD -> XREADGROUP -> RPUSH -> BLPOP between two
+    processes): the part of the added latency that any Redis-based queue pays on this machine."""
+    stream, reply = "bench-floor:jobs", "bench-floor:reply"
+    echo = multiprocessing.Process(target=_echo_worker, args=(url, stream, reply))
+    echo.start()
+    client = redis.Redis.from_url(url)
+    payload = b"x" * 1500  # about a HumanEval job
+    times = []
+    for _ in range(jobs + 20):
+        started = time.perf_counter()
+        client.xadd(stream, {"j": payload})
+        client.blpop([reply], timeout=10)
+        times.append(time.perf_counter() - started)
+    client.xadd(stream, {"j": b"stop"})
+    echo.join(10)
+    client.delete(stream, reply)
+    return times[20:]
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     problems = load_problems()
     n = len(problems)
@@ -113,6 +154,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             log(f"round {r + 1}: " + ", ".join(f"{k} {n / v[-1]:.0f}/s" for k, v in walls.items()))
         # On uvloop, as the gateway runs (uvicorn picks it).
         added = uvloop.run(added_latency(up["redis"].url, "bench2", problems, args.seq_repeats))
+        floor = queue_floor(up["redis"].url, len(added))
         seq_local = api_sequential(urls["local"], problems, args.seq_repeats)
         seq_queue = api_sequential(urls["queue-2"], problems, args.seq_repeats)
     rates = {k: rate_stats(n, v) for k, v in walls.items()}
@@ -121,7 +163,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "machine": machine(), "programs": n, "rounds": args.rounds, "batch": args.batch,
         "concurrency": args.concurrency, "throughput": rates, "queue2_over_local": ratio,
         "added_latency_ms": {"median": statistics.median(added) * 1000, "p99": percentile(added, 0.99) * 1000,
-                             "jobs": len(added)},
+                             "jobs": len(added), "floor_median": statistics.median(floor) * 1000,
+                             "floor_p99": percentile(floor, 0.99) * 1000},
         "one_item_request_ms": {"local_median": statistics.median(seq_local.latency_s) * 1000,
                                 "queue2_median": statistics.median(seq_queue.latency_s) * 1000},
     }
@@ -140,6 +183,8 @@ def print_report(f: dict[str, Any]) -> None:
     a = f["added_latency_ms"]
     print(f"  queue's added latency per job ({a['jobs']} jobs, one at a time): median {a['median']:.2f} ms, "
           f"p99 {a['p99']:.2f} ms (target median < 2 ms: {verdict(a['median'] < ADDED_MEDIAN_TARGET_S * 1000)})")
+    print(f"  bare Redis round trip, no sandbox (XADD -> XREADGROUP -> RPUSH -> BLPOP): median "
+          f"{a['floor_median']:.2f} ms, p99 {a['floor_p99']:.2f} ms")
     o = f["one_item_request_ms"]
     print(f"  one-item HTTP request, median: local {o['local_median']:.2f} ms, queue {o['queue2_median']:.2f} ms")
 

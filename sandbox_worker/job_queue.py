@@ -31,8 +31,7 @@ class Job:
     id: str  # unique per gateway instance: results are deduplicated by it
     reply: str  # the reply list of the gateway that waits for it
     deadline_ms: int  # Redis clock; past it the gateway no longer waits, so workers skip the job
-    enqueued_ms: int  # Redis clock, when the gateway first queued it (kept when a job is handed back)
-    prior_deliveries: int  # deliveries of earlier entries of this job (a drained worker hands jobs back)
+    enqueued_ms: int  # Redis clock, when the gateway queued it
     response: str
     tests: list[str]
     limits: dict[str, Any]

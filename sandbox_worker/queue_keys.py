@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 GROUP = "workers"
+HANDED_BACK = "handed-back"  # a consumer that never beats: draining workers move unfinished jobs to it
 DATA_FIELD = "j"  # the one field of a job entry: the job as JSON
 
 

@@ -1,15 +1,16 @@
 """The queue worker: claims jobs from the Redis stream, runs them in the sandbox, stores results, acknowledges.
 
-Delivery is at least once. A job is acknowledged and deleted in the same transaction that stores its
-result, so a job is either done (result stored) or still pending. Pending jobs of a worker whose heartbeat
-stopped are claimed by other workers, one job at a time each; any job pending longer than the visibility timeout (longer
-than the longest job) is claimed too. Each claim counts a delivery; a job delivered before runs alone on
-its worker, so a crash is charged to it only; past `max_deliveries` the job is not run again but
-dead-lettered with an `infra_error` result. A job run twice gives two identical results; the
-gateway keeps the first.
+Delivery is at least once. A job is acknowledged and deleted in the same script that stores its result, so a
+job is either done (result stored) or still pending. A worker claims up to `concurrency` jobs ahead of its
+slots and keeps every job it holds fresh (idle time reset each heartbeat), so only the jobs of a worker whose
+heartbeat stopped, or that stayed untouched past the visibility timeout, are claimed by others. Each claim
+counts a delivery; a job delivered before is claimed and run while nothing else is claimed or runs on that
+worker, so a crash is charged to it alone; past `max_deliveries` it is not run again but dead-lettered with an
+`infra_error` result. A job run twice gives two identical results; the gateway keeps the first.
 
-SIGTERM: stop claiming, let running jobs finish for up to `drain_s`, hand the rest back to the stream
-(without counting that delivery), leave the group, exit.
+SIGTERM: stop claiming, let running jobs finish for up to `drain_s`, hand the rest back (their entries are
+moved to the never-live consumer `handed-back` with this delivery uncounted, so other workers take them at
+once under the same entry id), leave the group, exit.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import asyncio
 import collections
 import logging
 import os
+import secrets
 import socket
 import time
 from collections.abc import Mapping
@@ -30,24 +32,23 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from sandbox_worker import judge
+from sandbox_worker import judge, queue_reclaim
 from sandbox_worker.executor import ItemResult, Limits, TestExecutor
 from sandbox_worker.job_queue import Job, RedisClock, StreamFields, connect, describe_url, encode_result, ensure_group
-from sandbox_worker.queue_keys import DATA_FIELD, GROUP, QueueKeys
+from sandbox_worker.queue_keys import DATA_FIELD, GROUP, HANDED_BACK, QueueKeys
 
 log = logging.getLogger(__name__)
 REDIS_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
-READ_BLOCK_MS = 500  # how long a claim waits for work; also how fast an idle slot notices SIGTERM
-REDIS_RETRY_S = 0.5
-PENDING_SCAN = 100  # pending entries inspected per reclaim pass
+READ_BLOCK_MS = 500  # how long a claim waits for work; also how fast the fetcher notices SIGTERM
+RETRY_S = 0.5
 # A job's end, atomic: result to the gateway's reply list (if any), the job to the dead-letter stream (if
-# so), then acknowledge and delete the entry and count the outcome. XACK may fail with NOGROUP after a Redis
+# so), then acknowledge and delete the entry and count the outcome. XACK fails with NOGROUP after a Redis
 # restart; pcall keeps the rest. KEYS: jobs, reply, dead, stats. ARGV: entry id, group, outcome, result,
-# reply ttl, dead-letter data, dead-letter cap.
+# reply ttl (ms), dead-letter data, dead-letter cap.
 COMMIT_LUA = f"""
 if ARGV[4] ~= '' then
   redis.call('RPUSH', KEYS[2], ARGV[4])
-  redis.call('EXPIRE', KEYS[2], ARGV[5])
+  redis.call('PEXPIRE', KEYS[2], ARGV[5])
 end
 if ARGV[6] ~= '' then
   redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[7], '*', '{DATA_FIELD}', ARGV[6])
@@ -75,15 +76,16 @@ class WorkerConfig:
 
 
 def default_worker_name() -> str:
-    """Unique per process (a restarted worker is a new consumer; the old one's jobs get reclaimed)."""
-    return f"{socket.gethostname()}-{os.getpid()}"
+    """Unique per process start: in a container the pid is often 1, and a restarted worker must not take
+    over the dead one's name (its pending jobs would look owned by a live worker)."""
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
 
 
 @dataclass
 class Claim:
     entry_id: bytes
     job: Job
-    deliveries: int  # this delivery included
+    deliveries: int  # this one included
 
 
 class QueueWorker:
@@ -96,13 +98,17 @@ class QueueWorker:
         self.clock = RedisClock()
         self._commit_script = self.redis.register_script(COMMIT_LUA)
         self._stopping = asyncio.Event()
-        self._in_flight: dict[bytes, Claim] = {}
-        self._reclaimed: collections.deque[Claim] = collections.deque()
+        self._claimed: dict[bytes, Claim] = {}  # result not yet stored: kept fresh, handed back on shutdown
+        self._ready: collections.deque[Claim] = collections.deque()  # claimed ahead, waiting for a slot
+        self._running = 0
+        self._reading = False  # the fetcher waits in XREADGROUP
+        self._pause = False  # claim nothing new: a re-delivered job waits to run alone
+        self._alone = False  # a re-delivered job runs: start nothing else
+        self._changed = asyncio.Condition()
+        self._commits: set[asyncio.Task[None]] = set()
         self._jobs_done = 0
         self._redis_ok = True
-        self._gate = asyncio.Condition()  # admits runs: many at once, or one suspect job alone
-        self._running = 0
-        self._solo = False
+        self._settled_at = 0.0  # monotonic time from which dead-looking workers are believed dead
 
     def stop(self) -> None:
         if not self._stopping.is_set():
@@ -110,156 +116,188 @@ class QueueWorker:
         self._stopping.set()
 
     async def run(self) -> None:
-        await self._connect()
-        consumers = [asyncio.create_task(self._consume(), name=f"consume-{n}") for n in range(self.config.concurrency)]
-        background = [asyncio.create_task(self._heartbeats()), asyncio.create_task(self._reclaims())]
+        if not await self._connect():
+            return
+        runners = [asyncio.create_task(self._slot()) for _ in range(self.config.concurrency)]
+        runners.append(asyncio.create_task(self._reclaims()))  # it runs re-delivered jobs itself
+        fetcher = asyncio.create_task(self._fetch())
+        heartbeats = asyncio.create_task(self._heartbeats())
         log.info("worker %s claiming from %s (%s), concurrency %d", self.config.name, self.keys.jobs,
                  describe_url(self.config.redis_url), self.config.concurrency)
         await self._stopping.wait()
-        background[1].cancel()
-        _, unfinished = await asyncio.wait(consumers, timeout=self.config.drain_s)
+        await self._notify()
+        # Loops blocked on Redis end by themselves within a read timeout: cancelling a redis-py read can
+        # wedge its connection. Jobs still running when the drain time is up are cancelled and handed back.
+        _, unfinished = await asyncio.wait(runners, timeout=self.config.drain_s)
         for task in unfinished:
             task.cancel()
-        await asyncio.gather(*consumers, return_exceptions=True)
-        await self._hand_back([*self._in_flight.values(), *self._reclaimed])
-        background[0].cancel()
-        await asyncio.gather(*background, return_exceptions=True)
+        await asyncio.gather(*runners, fetcher, return_exceptions=True)
+        await asyncio.gather(*self._commits, return_exceptions=True)
+        await self._hand_back(list(self._claimed.values()))
+        heartbeats.cancel()
+        await asyncio.gather(heartbeats, return_exceptions=True)
         await self._leave()
         await self.redis.aclose()
         log.info("worker %s stopped after %d jobs", self.config.name, self._jobs_done)
 
-    async def _connect(self) -> None:
+    async def _connect(self) -> bool:
         """Waits for Redis (a worker may start first), then registers before it claims anything."""
-        while True:
+        while not self._stopping.is_set():
             try:
                 await self.clock.sync(self.redis)
                 await ensure_group(self.redis, self.keys)
                 await self._beat()
-                return
-            except REDIS_ERRORS as exc:
-                log.warning("Redis at %s unreachable (%s); retrying", describe_url(self.config.redis_url), exc)
+                self._settled_at = time.monotonic() + self.config.heartbeat_ttl_s
+                return True
+            except (*REDIS_ERRORS, ResponseError) as exc:
+                log.warning("Redis at %s not usable (%s); retrying", describe_url(self.config.redis_url), exc)
                 await asyncio.sleep(1)
+        return False
 
-    # -- claiming and running ------------------------------------------------------------------------------
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
 
-    async def _consume(self) -> None:
+    # -- claiming ------------------------------------------------------------------------------------------
+
+    async def _fetch(self) -> None:
+        """Keeps up to `concurrency` jobs claimed ahead of the slots, so a slot that finishes a job starts the
+        next at once instead of waiting on Redis."""
         while not self._stopping.is_set():
-            async with self._gate:
-                await self._gate.wait_for(lambda: not self._solo)
-            claim = await self._next_claim()
-            if claim is None:
+            if self.executor.pool.live == 0:  # nothing could run them: leave them to other workers
+                await asyncio.sleep(1)
                 continue
-            self._in_flight[claim.entry_id] = claim
+            async with self._changed:
+                await self._changed.wait_for(lambda: self._stopping.is_set() or (
+                    not self._pause and len(self._ready) < self.config.concurrency))
             if self._stopping.is_set():
-                return  # claimed as SIGTERM came: handed back by run()
-            solo = claim.deliveries > 1
-            await self._start_run(solo)
+                return
+            self._reading = True
             try:
-                await self._process(claim)
+                self._ready.extend(await self._read(self.config.concurrency - len(self._ready)))
+            except Exception:
+                log.exception("claiming jobs failed; retrying")
+                await asyncio.sleep(RETRY_S)
             finally:
-                await self._end_run(solo)
-            del self._in_flight[claim.entry_id]
+                self._reading = False
+                await self._notify()
 
-    async def _start_run(self, solo: bool) -> None:
-        """A job delivered before ended a worker (or shared one with a job that did) and runs alone, with no
-        other job claimed meanwhile: if it kills this worker too, only it is charged the delivery, and an
-        innocent job that shared a worker with a poison job is not dead-lettered with it."""
-        async with self._gate:
-            await self._gate.wait_for(lambda: not self._solo)
-            if solo:
-                self._solo = True
-                await self._gate.wait_for(lambda: self._running == 0)
-            self._running += 1
-
-    async def _end_run(self, solo: bool) -> None:
-        async with self._gate:
-            self._running -= 1
-            if solo:
-                self._solo = False
-            self._gate.notify_all()
-
-    async def _next_claim(self) -> Claim | None:
-        if self._reclaimed:
-            return self._reclaimed.popleft()
+    async def _read(self, count: int) -> list[Claim]:
         answer: Any
         try:
-            answer = await self.redis.xreadgroup(GROUP, self.config.name, {self.keys.jobs: ">"}, count=1,
+            answer = await self.redis.xreadgroup(GROUP, self.config.name, {self.keys.jobs: ">"}, count=count,
                                                  block=READ_BLOCK_MS)
         except ResponseError as exc:
             if "NOGROUP" not in str(exc):
                 raise
             await ensure_group(self.redis, self.keys)  # Redis restarted empty
-            return None
+            return []
         except REDIS_ERRORS as exc:
             await self._redis_down(exc)
-            return None
+            return []
         self._redis_up()
-        if not answer:
-            return None
-        entry_id, fields = answer[0][1][0]
-        return await self._claim_of(entry_id, fields, delivered=1)
+        claims = []
+        for entry_id, fields in answer[0][1] if answer else []:
+            claim = await self._claim_of(entry_id, fields, deliveries=1)
+            if claim is not None:
+                claims.append(claim)
+        return claims
 
-    async def _claim_of(self, entry_id: bytes, fields: StreamFields, delivered: int) -> Claim | None:
+    async def _claim_of(self, entry_id: bytes, fields: StreamFields, deliveries: int) -> Claim | None:
         try:
             job = Job.decode(fields)
         except (KeyError, TypeError, ValueError) as exc:
             log.error("dropping malformed job %s: %s", entry_id, exc)
             await self._commit(entry_id, None, "malformed", dead_letter=repr(fields).encode()[:1 << 20])
             return None
-        return Claim(entry_id, job, job.prior_deliveries + delivered)
+        claim = Claim(entry_id, job, deliveries)
+        self._claimed[entry_id] = claim
+        return claim
+
+    # -- running -------------------------------------------------------------------------------------------
+
+    async def _slot(self) -> None:
+        while True:
+            async with self._changed:
+                await self._changed.wait_for(lambda: self._stopping.is_set() or (bool(self._ready) and not self._alone))
+                if self._stopping.is_set():
+                    return  # jobs claimed ahead are handed back
+                claim = self._ready.popleft()
+                self._running += 1
+                self._changed.notify_all()
+            try:
+                await self._process(claim)
+            finally:
+                self._running -= 1
+                await self._notify()
 
     async def _process(self, claim: Claim) -> None:
         job = claim.job
         now_ms = self.clock.now_ms()
+        queued_s = (now_ms - job.enqueued_ms) / 1000
         if now_ms >= job.deadline_ms:
-            await self._commit(claim.entry_id, None, "expired")  # nobody waits for it any more
+            self._commit_soon(claim, None, "expired")  # nobody waits for it any more
             return
         if claim.deliveries > self.config.max_deliveries:
             log.error("job %s was delivered %d times without a result; dead-lettering it", job.id, claim.deliveries)
             detail = (f"the job ended the worker running it {claim.deliveries - 1} times; it was dead-lettered "
                       "and not run again")
             result = ItemResult(None, judge.not_run("infra_error", len(job.tests), detail))
-            raw = encode_result(job.id, result, (now_ms - job.enqueued_ms) / 1000, 0.0, self.config.name)
-            await self._commit(claim.entry_id, (job, raw), "dead_lettered", dead_letter=job.encode_data())
+            raw = encode_result(job.id, result, queued_s, 0.0, self.config.name)
+            self._commit_soon(claim, raw, "dead_lettered", dead_letter=job.encode_data())
             return
         started = time.monotonic()
-        result = await self.executor.execute(job.response, job.tests, job.limits_capped(self.caps))
-        raw = encode_result(job.id, result, (now_ms - job.enqueued_ms) / 1000, time.monotonic() - started,
-                            self.config.name)
-        await self._commit(claim.entry_id, (job, raw), "done")
-        self._jobs_done += 1
+        try:
+            result = await self.executor.execute(job.response, job.tests, job.limits_capped(self.caps))
+        except Exception as exc:  # a bug of ours, not the candidate's: say so rather than hold the job
+            log.exception("job %s failed in the worker", job.id)
+            result = ItemResult(None, judge.not_run("infra_error", len(job.tests), f"worker error: {exc!r}"))
+        raw = encode_result(job.id, result, queued_s, time.monotonic() - started, self.config.name)
+        self._commit_soon(claim, raw, "done")
+
+    def _commit_soon(self, claim: Claim, raw: bytes | None, outcome: str, dead_letter: bytes | None = None) -> None:
+        """Stores the result in the background: the slot takes its next job meanwhile."""
+        task = asyncio.create_task(self._finish(claim, raw, outcome, dead_letter))
+        self._commits.add(task)
+        task.add_done_callback(self._commits.discard)
+
+    async def _finish(self, claim: Claim, raw: bytes | None, outcome: str, dead_letter: bytes | None) -> None:
+        reply = (claim.job, raw) if raw is not None else None
+        await self._commit(claim.entry_id, reply, outcome, dead_letter, give_up_ms=claim.job.deadline_ms)
+        self._claimed.pop(claim.entry_id, None)
+        self._jobs_done += outcome == "done"
 
     async def _commit(self, entry_id: bytes, reply: tuple[Job, bytes] | None, outcome: str,
-                      dead_letter: bytes | None = None) -> None:
-        """Stores the result, acknowledges and deletes the entry, atomically (one script). Retried while Redis
-        is away, until the job's deadline: after it the gateway no longer waits (and re-queues lost jobs)."""
-        give_up_ms = reply[0].deadline_ms if reply else self.clock.now_ms() + 10_000
+                      dead_letter: bytes | None = None, give_up_ms: int | None = None) -> None:
+        """Retried while Redis is away, until the job's deadline: after it the gateway no longer waits (and
+        it queues lost jobs again itself)."""
+        give_up_ms = give_up_ms or self.clock.now_ms() + 10_000
         keys = [self.keys.jobs, reply[0].reply if reply else "", self.keys.dead, self.keys.stats]
         args: list[bytes | str | int] = [entry_id, GROUP, outcome, reply[1] if reply else b"",
-                                         int(self.config.result_ttl_s), dead_letter or b"", self.config.dead_letter_max]
+                                         int(self.config.result_ttl_s * 1000), dead_letter or b"",
+                                         self.config.dead_letter_max]
         while True:
             try:
                 await self._commit_script(keys=keys, args=args)
                 self._redis_up()
                 return
-            except REDIS_ERRORS as exc:
+            except (*REDIS_ERRORS, ResponseError) as exc:
                 await self._redis_down(exc)
                 if self.clock.now_ms() > give_up_ms:
-                    log.warning("dropping the result of entry %s: Redis away past its deadline", entry_id)
+                    log.warning("dropping the result of entry %s: Redis unusable past its deadline", entry_id)
                     return
 
     async def _hand_back(self, claims: list[Claim]) -> None:
-        """Puts unfinished jobs back as new entries; this delivery does not count towards dead-lettering."""
+        """Unfinished jobs go to the never-live consumer `handed-back`, idle and with this delivery
+        uncounted, so the next reclaim pass of any worker takes them; their entry ids do not change."""
         for claim in claims:
-            claim.job.prior_deliveries = claim.deliveries - 1
-            pipe = self.redis.pipeline(transaction=True)
-            pipe.xadd(self.keys.jobs, claim.job.encode())
-            pipe.xack(self.keys.jobs, GROUP, claim.entry_id)
-            pipe.xdel(self.keys.jobs, claim.entry_id)
-            pipe.hincrby(self.keys.stats, "handed_back", 1)
+            self._claimed.pop(claim.entry_id, None)  # the heartbeat must not take it back
             try:
-                await pipe.execute(raise_on_error=False)
-            except REDIS_ERRORS as exc:  # stays pending under our name: reclaimed once our heartbeat is gone
+                await self.redis.xclaim(self.keys.jobs, GROUP, HANDED_BACK, 0, [claim.entry_id],
+                                        idle=queue_reclaim.HANDED_BACK_IDLE_MS, retrycount=claim.deliveries - 1,
+                                        justid=True)
+                await self.redis.hincrby(self.keys.stats, "handed_back", 1)
+            except (*REDIS_ERRORS, ResponseError) as exc:  # stays ours: reclaimed once our heartbeat is gone
                 log.warning("could not hand back entry %s (%s)", claim.entry_id, exc)
         if claims:
             log.info("handed back %d unfinished jobs", len(claims))
@@ -275,25 +313,30 @@ class QueueWorker:
                 if beats % 30 == 0:
                     await self.clock.sync(self.redis)
                 await self._beat()
-            except REDIS_ERRORS as exc:
+                self._redis_up()
+            except Exception as exc:
                 await self._redis_down(exc)
 
     async def _beat(self) -> None:
-        """No zygote left means no job can run: stop beating, so probes fail and our jobs move elsewhere."""
+        """Registers us as live and keeps every job we hold fresh (XCLAIM JUSTID resets its idle time without
+        counting a delivery), so a long wait plus a long run never passes the visibility timeout. No zygote
+        left means no job can run: stop beating, so probes fail and our jobs move elsewhere."""
         if self.executor.pool.live == 0:
             log.error("no sandbox zygote alive; withholding heartbeat")
             return
         now_ms = self.clock.now_ms()
         ttl_ms = int(self.config.heartbeat_ttl_s * 1000)
         record = {"name": self.config.name, "host": socket.gethostname(), "pid": os.getpid(),
-                  "concurrency": self.config.concurrency, "busy": len(self._in_flight),
+                  "concurrency": self.config.concurrency, "running": self._running, "claimed": len(self._claimed),
                   "zygotes": self.executor.pool.live, "jobs_done": self._jobs_done,
                   "draining": self._stopping.is_set(), "at_ms": now_ms}
         pipe = self.redis.pipeline(transaction=False)
         pipe.zadd(self.keys.workers, {self.config.name: now_ms})
         pipe.zremrangebyscore(self.keys.workers, "-inf", now_ms - 10 * ttl_ms)
         pipe.set(self.keys.worker(self.config.name), orjson.dumps(record), px=ttl_ms)
-        await pipe.execute()
+        if self._claimed:
+            pipe.xclaim(self.keys.jobs, GROUP, self.config.name, 0, list(self._claimed), justid=True)
+        await pipe.execute(raise_on_error=False)
 
     async def _leave(self) -> None:
         try:
@@ -311,71 +354,69 @@ class QueueWorker:
     # -- reclaiming ----------------------------------------------------------------------------------------
 
     async def _reclaims(self) -> None:
-        busy = False
-        while True:
-            # Right after a reclaim, look again soon: a dead worker's jobs come back one at a time.
-            await asyncio.sleep(0.05 if busy else self.config.heartbeat_s)
-            busy = False
+        while not self._stopping.is_set():
+            await asyncio.sleep(self.config.heartbeat_s)
+            if time.monotonic() < self._settled_at:
+                continue  # just started, or Redis just came back: live workers may not have beaten yet
             try:
-                busy = await self._reclaim_once()
-            except ResponseError as exc:
-                if "NOGROUP" not in str(exc):
-                    raise
-            except REDIS_ERRORS as exc:
+                while not self._stopping.is_set() and await self._reclaim_one():
+                    pass
+            except Exception as exc:
                 await self._redis_down(exc)
 
-    async def _reclaim_once(self) -> bool:
-        """Claims jobs of dead workers (no heartbeat) and jobs pending past the visibility timeout."""
-        # One at a time, and only while no suspect job waits or runs here: a job claimed is charged a
-        # delivery if this worker dies, even while it only waits for its turn.
-        if self._reclaimed or self._solo:
-            return True
-        now_ms = self.clock.now_ms()
-        members: Any = await self.redis.zrangebyscore(
-            self.keys.workers, now_ms - int(self.config.heartbeat_ttl_s * 1000), "+inf")
-        live = {m.decode() for m in members}
-        visibility_ms = int(self.config.visibility_timeout_s * 1000)
-        candidates = await self.redis.xpending_range(self.keys.jobs, GROUP, "-", "+", PENDING_SCAN,
-                                                     idle=visibility_ms)
-        for consumer in await self.redis.xinfo_consumers(self.keys.jobs, GROUP):
-            raw_name = consumer["name"]
-            name = raw_name.decode() if isinstance(raw_name, bytes) else str(raw_name)
-            if name in live or name == self.config.name:
-                continue
-            if consumer["pending"]:
-                candidates += await self.redis.xpending_range(self.keys.jobs, GROUP, "-", "+", PENDING_SCAN,
-                                                              consumername=name)
-            elif consumer["idle"] > 10 * self.config.heartbeat_ttl_s * 1000:
-                await self.redis.xgroup_delconsumer(self.keys.jobs, GROUP, name)  # gone for good
-        for entry in candidates:
-            if await self._reclaim(entry, min(visibility_ms, 200)):
-                return True
-        return False
+    async def _reclaim_one(self) -> bool:
+        entries = await queue_reclaim.reclaimable(self.redis, self.keys, self.config.name, self.clock.now_ms(),
+                                                  self.config.heartbeat_ttl_s, self.config.visibility_timeout_s)
+        for entry in entries:
+            if int(entry["times_delivered"]) == 0:  # handed back by a draining worker: an ordinary job
+                taken = await queue_reclaim.claim(self.redis, self.keys, self.config.name, entry)
+                if taken is not None and (claim := await self._claim_of(*taken)) is not None:
+                    self._ready.append(claim)
+                    await self._notify()
+                    return True
+        suspects = [e for e in entries if int(e["times_delivered"]) > 0]
+        return bool(suspects) and await self._run_alone(suspects)
 
-    async def _reclaim(self, entry: Mapping[str, Any], min_idle_ms: int) -> bool:
-        # XCLAIM resets the idle time, so when several workers race for one entry only the first gets it.
-        claimed: Any = await self.redis.xclaim(self.keys.jobs, GROUP, self.config.name, min_idle_ms,
-                                          [entry["message_id"]])
-        for entry_id, fields in claimed:
-            if not fields:
-                continue  # deleted meanwhile (withdrawn by its gateway)
-            delivered = int(entry["times_delivered"]) + 1
-            claim = await self._claim_of(entry_id, fields, delivered)
-            if claim is None:
-                continue
-            await self.redis.hincrby(self.keys.stats, "reclaimed", 1)
-            log.warning("reclaimed job %s from %s (delivery %d)", claim.job.id, entry["consumer"], claim.deliveries)
-            self._reclaimed.append(claim)
-            return True
-        return False
+    async def _run_alone(self, suspects: list[Mapping[str, Any]]) -> bool:
+        """A job delivered before ended a worker (or shared one with a job that did). It is claimed and run
+        while nothing else is claimed or runs here: if it kills this worker too, only it is charged the
+        delivery, and an innocent job that shared a worker with a poison job is not dead-lettered with it."""
+        async with self._changed:
+            self._pause = True
+            self._changed.notify_all()
+            await self._changed.wait_for(lambda: self._stopping.is_set() or (
+                not self._ready and not self._running and not self._reading))
+            self._alone = True
+        try:
+            for entry in suspects:
+                if self._stopping.is_set():
+                    return False
+                taken = await queue_reclaim.claim(self.redis, self.keys, self.config.name, entry)
+                if taken is None or (claim := await self._claim_of(*taken)) is None:
+                    continue
+                await self.redis.hincrby(self.keys.stats, "reclaimed", 1)
+                log.warning("reclaimed job %s from %s (delivery %d)", claim.job.id, entry["consumer"],
+                            claim.deliveries)
+                self._running += 1
+                try:
+                    await self._process(claim)
+                finally:
+                    self._running -= 1
+                return True
+            return False
+        finally:
+            self._pause = self._alone = False
+            await self._notify()
 
     # -- Redis health --------------------------------------------------------------------------------------
 
     async def _redis_down(self, exc: BaseException) -> None:
         if self._redis_ok:
-            log.error("Redis at %s unreachable (%s); retrying", describe_url(self.config.redis_url), exc)
+            log.error("Redis at %s unusable (%s: %s); retrying", describe_url(self.config.redis_url),
+                      type(exc).__name__, exc)
         self._redis_ok = False
-        await asyncio.sleep(REDIS_RETRY_S)
+        self._settled_at = time.monotonic() + self.config.heartbeat_ttl_s + RETRY_S
+        await asyncio.sleep(RETRY_S)
 
     def _redis_up(self) -> None:
         if not self._redis_ok:

@@ -113,18 +113,18 @@ class QueuedExecutor:
         timeout_s = self.config.request_timeout_s
         loop = asyncio.get_running_loop()
         waits = [_Waiting(Job(f"{self.gateway_id}:{next(self._seq)}", self.keys.reply(self.gateway_id),
-                              now_ms + int(timeout_s * 1000), now_ms, 0, response, tests, limits.__dict__),
+                              now_ms + int(timeout_s * 1000), now_ms, response, tests, limits.__dict__),
                           loop.create_future()) for response, tests in items]
         for w in waits:
             self._waiting[w.job.id] = w
         try:
             await self._enqueue(waits, self.config.max_depth)
-            await asyncio.wait_for(asyncio.gather(*(w.future for w in waits)), timeout_s)
-        except TimeoutError:  # before the Redis errors: TimeoutError is an OSError
-            unfinished = [w for w in waits if not w.future.done()]
-            raise DeadlineExceeded(f"{len(unfinished)} of {len(waits)} items did not finish within {timeout_s:g} s "
-                                   "(ACECODER_QUEUE_REQUEST_TIMEOUT_S); their jobs were withdrawn")
-        except REDIS_ERRORS as exc:
+            # asyncio.wait, not wait_for: on timeout the futures must stay pending, so we know which to withdraw.
+            _, pending = await asyncio.wait([w.future for w in waits], timeout=timeout_s)
+            if pending:
+                raise DeadlineExceeded(f"{len(pending)} of {len(waits)} items did not finish within {timeout_s:g} s "
+                                       "(ACECODER_QUEUE_REQUEST_TIMEOUT_S); their jobs were withdrawn")
+        except (*REDIS_ERRORS, ResponseError) as exc:  # ResponseError: e.g. OOM, or READONLY after a failover
             raise self._unavailable(exc) from exc
         finally:
             unfinished = [w for w in waits if not w.future.done()]
@@ -180,12 +180,13 @@ class QueuedExecutor:
         while not self._closing:
             try:
                 popped = await self.redis.blpop([key], timeout=1)
+                self._mark_up()  # Redis answers; the poll notices a restart by its run_id and audits
                 if popped is None:
                     continue
                 self._deliver(popped[1])  # before draining the rest: this one's caller should not wait
                 for raw in await self.redis.lpop(key, REPLY_BATCH) or []:
                     self._deliver(raw)
-            except REDIS_ERRORS as exc:
+            except Exception as exc:  # whatever Redis answers, this loop must live on
                 self._mark_down(exc)
                 await asyncio.sleep(0.5)
 
@@ -213,8 +214,8 @@ class QueuedExecutor:
             await asyncio.sleep(POLL_S)
             try:
                 await self._poll()
-            except ResponseError as exc:  # e.g. NOGROUP right after a restart: the audit recreates it
-                log.warning("queue poll: %s", exc)
+            except Exception as exc:  # e.g. NOGROUP right after a restart, READONLY after a failover
+                log.warning("queue poll failed: %s: %s", type(exc).__name__, exc)
 
     async def _poll(self) -> None:
         was_ok = self.redis_ok
@@ -260,6 +261,11 @@ class QueuedExecutor:
         waits = [w for w in self._waiting.values() if not w.future.done() and w.entry_id is not None]
         if not waits:
             return
+        # Results already stored but not yet read would look lost: take them first. A worker deletes an entry
+        # in the script that stores its result, so from here on a missing entry means no result is coming.
+        for raw in await self.redis.lpop(self.keys.reply(self.gateway_id), 1 << 20) or []:
+            self._deliver(raw)
+        waits = [w for w in waits if not w.future.done()]
         pipe = self.redis.pipeline(transaction=False)
         for w in waits:
             assert w.entry_id is not None

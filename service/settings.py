@@ -67,7 +67,7 @@ class Settings(BaseSettings):
                                  "must exceed the longest job (ACECODER_MAX_PROGRAM_TIMEOUT_S plus slack).")
     queue_max_deliveries: int = Field(3, gt=0, description="Deliveries without a result (each one ended its "
                                       "worker) before a job is dead-lettered as infra_error.")
-    queue_result_ttl_s: float = Field(600.0, gt=0, description="Lifetime of a gateway's reply list in Redis "
+    queue_result_ttl_s: float = Field(600.0, ge=1, description="Lifetime of a gateway's reply list in Redis "
                                       "after its last result.")
     queue_audit_interval_s: float = Field(30.0, gt=0, description="How often a gateway checks that its "
                                           "waiting jobs are still in Redis (also at once after a Redis restart).")
@@ -83,6 +83,9 @@ class Settings(BaseSettings):
         if self.queue_visibility_timeout_s <= self.max_program_timeout_s:
             raise ValueError("ACECODER_QUEUE_VISIBILITY_TIMEOUT_S must exceed ACECODER_MAX_PROGRAM_TIMEOUT_S, "
                              "or running jobs would be claimed twice")
+        if self.queue_max_depth < self.max_items_per_request:
+            raise ValueError("ACECODER_QUEUE_MAX_DEPTH must be at least ACECODER_MAX_ITEMS_PER_REQUEST, or the "
+                             "largest requests would be refused forever")
         if self.worker_heartbeat_ttl_s <= self.worker_heartbeat_s:
             raise ValueError("ACECODER_WORKER_HEARTBEAT_TTL_S must exceed ACECODER_WORKER_HEARTBEAT_S")
         return self
