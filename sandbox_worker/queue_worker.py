@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import os
 import secrets
 import socket
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -97,6 +97,7 @@ class QueueWorker:
         self.redis: aioredis.Redis = connect(config.redis_url, f"acecoder-worker:{config.name}")
         self.clock = RedisClock()
         self._commit_script = self.redis.register_script(COMMIT_LUA)
+        self._refresh_script = self.redis.register_script(queue_reclaim.REFRESH_LUA)
         self._stopping = asyncio.Event()
         self._claimed: dict[bytes, Claim] = {}  # result not yet stored: kept fresh, handed back on shutdown
         self._ready: collections.deque[Claim] = collections.deque()  # claimed ahead, waiting for a slot
@@ -106,9 +107,12 @@ class QueueWorker:
         self._alone = False  # a re-delivered job runs: start nothing else
         self._changed = asyncio.Condition()
         self._commits: set[asyncio.Task[None]] = set()
+        self._storing = 0  # results being stored (the tasks above, counted so waiters can be woken)
         self._jobs_done = 0
         self._redis_ok = True
         self._settled_at = 0.0  # monotonic time from which dead-looking workers are believed dead
+        self._drain_until = float("inf")  # set on SIGTERM: result storing gives up a little after it
+        self._reserved: set[bytes] = set()  # a suspect job held (not yet delivered) while this worker drains
 
     def stop(self) -> None:
         if not self._stopping.is_set():
@@ -125,17 +129,22 @@ class QueueWorker:
         log.info("worker %s claiming from %s (%s), concurrency %d", self.config.name, self.keys.jobs,
                  describe_url(self.config.redis_url), self.config.concurrency)
         await self._stopping.wait()
+        self._drain_until = time.monotonic() + self.config.drain_s
         await self._notify()
         # Loops blocked on Redis end by themselves within a read timeout: cancelling a redis-py read can
-        # wedge its connection. Jobs still running when the drain time is up are cancelled and handed back.
+        # wedge its connection. Jobs claimed ahead go back at once, so other workers run them meanwhile.
+        await asyncio.gather(fetcher, return_exceptions=True)
+        ahead = list(self._ready)
+        self._ready.clear()
+        await self._hand_back(ahead)
         _, unfinished = await asyncio.wait(runners, timeout=self.config.drain_s)
-        for task in unfinished:
+        for task in unfinished:  # still running when the drain time is up: cut off, handed back below
             task.cancel()
-        await asyncio.gather(*runners, fetcher, return_exceptions=True)
+        await asyncio.gather(*runners, return_exceptions=True)
         await asyncio.gather(*self._commits, return_exceptions=True)
-        await self._hand_back(list(self._claimed.values()))
         heartbeats.cancel()
         await asyncio.gather(heartbeats, return_exceptions=True)
+        await self._hand_back(list(self._claimed.values()))
         await self._leave()
         await self.redis.aclose()
         log.info("worker %s stopped after %d jobs", self.config.name, self._jobs_done)
@@ -174,7 +183,8 @@ class QueueWorker:
                 return
             self._reading = True
             try:
-                self._ready.extend(await self._read(self.config.concurrency - len(self._ready)))
+                claims = await self._read(self.config.concurrency - len(self._ready))
+                self._ready.extend(claims)
             except Exception:
                 log.exception("claiming jobs failed; retrying")
                 await asyncio.sleep(RETRY_S)
@@ -226,10 +236,18 @@ class QueueWorker:
                 self._running += 1
                 self._changed.notify_all()
             try:
-                await self._process(claim)
+                await self._process_or_hand_back(claim)
             finally:
                 self._running -= 1
                 await self._notify()
+
+    async def _process_or_hand_back(self, claim: Claim) -> None:
+        """A failure of ours (not the candidate's: those are results) must not leave the job held forever."""
+        try:
+            await self._process(claim)
+        except Exception:
+            log.exception("job %s could not be processed; handing it back", claim.job.id)
+            await self._hand_back([claim])
 
     async def _process(self, claim: Claim) -> None:
         job = claim.job
@@ -257,15 +275,20 @@ class QueueWorker:
 
     def _commit_soon(self, claim: Claim, raw: bytes | None, outcome: str, dead_letter: bytes | None = None) -> None:
         """Stores the result in the background: the slot takes its next job meanwhile."""
+        self._storing += 1
         task = asyncio.create_task(self._finish(claim, raw, outcome, dead_letter))
         self._commits.add(task)
         task.add_done_callback(self._commits.discard)
 
     async def _finish(self, claim: Claim, raw: bytes | None, outcome: str, dead_letter: bytes | None) -> None:
         reply = (claim.job, raw) if raw is not None else None
-        await self._commit(claim.entry_id, reply, outcome, dead_letter, give_up_ms=claim.job.deadline_ms)
-        self._claimed.pop(claim.entry_id, None)
-        self._jobs_done += outcome == "done"
+        try:
+            await self._commit(claim.entry_id, reply, outcome, dead_letter, give_up_ms=claim.job.deadline_ms)
+            self._claimed.pop(claim.entry_id, None)
+            self._jobs_done += outcome == "done"
+        finally:
+            self._storing -= 1
+            await self._notify()
 
     async def _commit(self, entry_id: bytes, reply: tuple[Job, bytes] | None, outcome: str,
                       dead_letter: bytes | None = None, give_up_ms: int | None = None) -> None:
@@ -283,7 +306,7 @@ class QueueWorker:
                 return
             except (*REDIS_ERRORS, ResponseError) as exc:
                 await self._redis_down(exc)
-                if self.clock.now_ms() > give_up_ms:
+                if self.clock.now_ms() > give_up_ms or time.monotonic() > self._drain_until + RETRY_S:
                     log.warning("dropping the result of entry %s: Redis unusable past its deadline", entry_id)
                     return
 
@@ -318,8 +341,8 @@ class QueueWorker:
                 await self._redis_down(exc)
 
     async def _beat(self) -> None:
-        """Registers us as live and keeps every job we hold fresh (XCLAIM JUSTID resets its idle time without
-        counting a delivery), so a long wait plus a long run never passes the visibility timeout. No zygote
+        """Registers us as live and keeps every job we hold fresh (see REFRESH_LUA), so a long wait plus a long
+        run never passes the visibility timeout. No zygote
         left means no job can run: stop beating, so probes fail and our jobs move elsewhere."""
         if self.executor.pool.live == 0:
             log.error("no sandbox zygote alive; withholding heartbeat")
@@ -334,9 +357,18 @@ class QueueWorker:
         pipe.zadd(self.keys.workers, {self.config.name: now_ms})
         pipe.zremrangebyscore(self.keys.workers, "-inf", now_ms - 10 * ttl_ms)
         pipe.set(self.keys.worker(self.config.name), orjson.dumps(record), px=ttl_ms)
-        if self._claimed:
-            pipe.xclaim(self.keys.jobs, GROUP, self.config.name, 0, list(self._claimed), justid=True)
         await pipe.execute(raise_on_error=False)
+        held = [*self._claimed, *self._reserved]
+        if held:
+            gone: Any = await self._refresh_script(keys=[self.keys.jobs], args=[GROUP, self.config.name, *held])
+            self._forget_withdrawn(set(gone))
+
+    def _forget_withdrawn(self, gone: set[bytes]) -> None:
+        """Jobs claimed ahead whose entries vanished (their gateway withdrew them: it timed out, or its caller
+        went away) are dropped unrun."""
+        for claim in [c for c in self._ready if c.entry_id in gone]:
+            self._ready.remove(claim)  # in place: other coroutines hold this deque
+            self._claimed.pop(claim.entry_id, None)
 
     async def _leave(self) -> None:
         try:
@@ -365,46 +397,58 @@ class QueueWorker:
                 await self._redis_down(exc)
 
     async def _reclaim_one(self) -> bool:
+        if self.executor.pool.live == 0:
+            return False
         entries = await queue_reclaim.reclaimable(self.redis, self.keys, self.config.name, self.clock.now_ms(),
                                                   self.config.heartbeat_ttl_s, self.config.visibility_timeout_s)
         for entry in entries:
-            if int(entry["times_delivered"]) == 0:  # handed back by a draining worker: an ordinary job
-                taken = await queue_reclaim.claim(self.redis, self.keys, self.config.name, entry)
-                if taken is not None and (claim := await self._claim_of(*taken)) is not None:
-                    self._ready.append(claim)
-                    await self._notify()
-                    return True
-        suspects = [e for e in entries if int(e["times_delivered"]) > 0]
-        return bool(suspects) and await self._run_alone(suspects)
-
-    async def _run_alone(self, suspects: list[Mapping[str, Any]]) -> bool:
-        """A job delivered before ended a worker (or shared one with a job that did). It is claimed and run
-        while nothing else is claimed or runs here: if it kills this worker too, only it is charged the
-        delivery, and an innocent job that shared a worker with a poison job is not dead-lettered with it."""
-        async with self._changed:
-            self._pause = True
-            self._changed.notify_all()
-            await self._changed.wait_for(lambda: self._stopping.is_set() or (
-                not self._ready and not self._running and not self._reading))
-            self._alone = True
-        try:
-            for entry in suspects:
-                if self._stopping.is_set():
-                    return False
-                taken = await queue_reclaim.claim(self.redis, self.keys, self.config.name, entry)
-                if taken is None or (claim := await self._claim_of(*taken)) is None:
-                    continue
-                await self.redis.hincrby(self.keys.stats, "reclaimed", 1)
-                log.warning("reclaimed job %s from %s (delivery %d)", claim.job.id, entry["consumer"],
-                            claim.deliveries)
-                self._running += 1
-                try:
-                    await self._process(claim)
-                finally:
-                    self._running -= 1
+            if int(entry["times_delivered"]) > 0 or len(self._ready) >= self.config.concurrency:
+                continue
+            # Handed back by a draining worker: an ordinary job, claimed ahead like any other.
+            taken = await queue_reclaim.claim(self.redis, self.keys, self.config.name, entry)
+            if taken is not None and (claim := await self._claim_of(*taken)) is not None:
+                self._ready.append(claim)
+                await self._notify()
                 return True
-            return False
+        for entry in entries:
+            if int(entry["times_delivered"]) > 0 and await queue_reclaim.reserve(self.redis, self.keys,
+                                                                                  self.config.name, entry):
+                await self._run_alone(entry["message_id"], str(entry["consumer"]))
+                return True
+        return False
+
+    async def _run_alone(self, entry_id: bytes, owner: str) -> None:
+        """A job delivered before ended a worker (or shared one with a job that did). Reserved first (held
+        without a delivery counted, so other workers leave it alone), it is delivered and run once nothing
+        else is claimed, runs or is being stored here: if it kills this worker too, only it is charged the
+        delivery, and an innocent job that shared a worker with a poison job is not dead-lettered with it."""
+        self._reserved.add(entry_id)
+        try:
+            async with self._changed:
+                self._pause = True
+                self._changed.notify_all()
+                await self._changed.wait_for(lambda: self._stopping.is_set() or (
+                    not self._ready and not self._running and not self._reading and not self._storing))
+                self._alone = True
+            if self._stopping.is_set():
+                return  # still reserved under our name, undelivered: handed back below
+            taken = await queue_reclaim.deliver(self.redis, self.keys, self.config.name, entry_id)
+            if taken is None or (claim := await self._claim_of(*taken)) is None:
+                return
+            self._reserved.discard(entry_id)
+            log.warning("reclaimed job %s from %s (delivery %d)", claim.job.id, owner, claim.deliveries)
+            with contextlib.suppress(*REDIS_ERRORS, ResponseError):
+                await self.redis.hincrby(self.keys.stats, "reclaimed", 1)
+            self._running += 1
+            try:
+                await self._process_or_hand_back(claim)
+            finally:
+                self._running -= 1
         finally:
+            if entry_id in self._reserved:
+                self._reserved.discard(entry_id)
+                with contextlib.suppress(*REDIS_ERRORS, ResponseError):  # else: ours until our heartbeat stops
+                    await queue_reclaim.release(self.redis, self.keys, entry_id)
             self._pause = self._alone = False
             await self._notify()
 

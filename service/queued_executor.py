@@ -261,16 +261,15 @@ class QueuedExecutor:
         waits = [w for w in self._waiting.values() if not w.future.done() and w.entry_id is not None]
         if not waits:
             return
-        # Results already stored but not yet read would look lost: take them first. A worker deletes an entry
-        # in the script that stores its result, so from here on a missing entry means no result is coming.
-        for raw in await self.redis.lpop(self.keys.reply(self.gateway_id), 1 << 20) or []:
-            self._deliver(raw)
-        waits = [w for w in waits if not w.future.done()]
         pipe = self.redis.pipeline(transaction=False)
         for w in waits:
             assert w.entry_id is not None
             pipe.xrange(self.keys.jobs, w.entry_id, w.entry_id)
         found = await pipe.execute()
+        # A worker deletes an entry in the script that stores its result, so the results of entries found
+        # missing above are in the reply list by now, or never coming: take what is there, then decide.
+        for raw in await self.redis.lpop(self.keys.reply(self.gateway_id), 1 << 20) or []:
+            self._deliver(raw)
         lost = [w for w, entries in zip(waits, found, strict=True) if not entries and not w.future.done()]
         if not lost:
             return

@@ -170,7 +170,9 @@ def test_attack_is_contained(client: httpx.Client, name: str) -> None:
     before = _host_state()
     program, tests, outcomes, status = ATTACKS[name]
     limits = {**FAST, "memory_mb": 256} if name in SMALL_MEMORY else FAST  # reach the limit well within 1 s
-    if name == "memory bomb over children":
+    if name in {"memory bomb over children", "unbounded recursion with the limit lifted"}:
+        # Filling 256 MB takes ~0.4 s here, several times that on a loaded CI machine: the verdict under
+        # test is the error, not the deadline.
         limits = {**limits, "test_timeout_s": 6.0, "program_timeout_s": 8.0}
     answer = client.post("/v1/rewards", json={"items": [{"response": program, "tests": tests}, HONEST],
                                               "limits": limits})
