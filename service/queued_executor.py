@@ -18,6 +18,7 @@ import secrets
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -56,9 +57,18 @@ class QueueConfig:
 
 
 @dataclass
+class _Request:
+    """One request's items: the last result to arrive wakes the request (one wake-up, not one per item)."""
+
+    remaining: int
+    done: asyncio.Future[None]
+
+
+@dataclass
 class _Waiting:
     job: Job
-    future: asyncio.Future[QueuedResult]
+    request: _Request
+    result: QueuedResult | None = None
     started: float = field(default_factory=time.monotonic)
     entry_id: bytes | None = None
 
@@ -111,28 +121,30 @@ class QueuedExecutor:
         self._check_ready()
         now_ms = self.clock.now_ms()
         timeout_s = self.config.request_timeout_s
-        loop = asyncio.get_running_loop()
+        request = _Request(len(items), asyncio.get_running_loop().create_future())
         waits = [_Waiting(Job(f"{self.gateway_id}:{next(self._seq)}", self.keys.reply(self.gateway_id),
-                              now_ms + int(timeout_s * 1000), now_ms, response, tests, limits.__dict__),
-                          loop.create_future()) for response, tests in items]
+                              now_ms + int(timeout_s * 1000), now_ms, response, tests, limits.__dict__), request)
+                 for response, tests in items]
         for w in waits:
             self._waiting[w.job.id] = w
         try:
-            await self._enqueue(waits, self.config.max_depth)
-            # asyncio.wait, not wait_for: on timeout the futures must stay pending, so we know which to withdraw.
-            _, pending = await asyncio.wait([w.future for w in waits], timeout=timeout_s)
-            if pending:
-                raise DeadlineExceeded(f"{len(pending)} of {len(waits)} items did not finish within {timeout_s:g} s "
-                                       "(ACECODER_QUEUE_REQUEST_TIMEOUT_S); their jobs were withdrawn")
-        except (*REDIS_ERRORS, ResponseError) as exc:  # ResponseError: e.g. OOM, or READONLY after a failover
-            raise self._unavailable(exc) from exc
+            try:
+                await self._enqueue(waits, self.config.max_depth)
+            except (*REDIS_ERRORS, ResponseError) as exc:  # ResponseError: e.g. OOM, or READONLY after a failover
+                raise self._unavailable(exc) from exc
+            try:
+                async with asyncio.timeout(timeout_s):
+                    await request.done
+            except TimeoutError:
+                raise DeadlineExceeded(f"{request.remaining} of {len(waits)} items did not finish within "
+                                       f"{timeout_s:g} s (ACECODER_QUEUE_REQUEST_TIMEOUT_S); their jobs were withdrawn")
         finally:
-            unfinished = [w for w in waits if not w.future.done()]
+            unfinished = [w for w in waits if w.result is None]
             for w in waits:
                 self._waiting.pop(w.job.id, None)
             if unfinished:  # timed out, or the caller went away: no worker should run these for nobody
                 await asyncio.shield(self._withdraw(unfinished))
-        return [w.future.result().item for w in waits]
+        return [w.result.item for w in waits if w.result is not None]
 
     def _check_ready(self) -> None:
         if not self.redis_ok:
@@ -179,12 +191,10 @@ class QueuedExecutor:
         key = self.keys.reply(self.gateway_id)
         while not self._closing:
             try:
-                popped = await self.redis.blpop([key], timeout=1)
+                # Up to REPLY_BATCH results per round trip (BLMPOP, Redis >= 7).
+                popped: Any = await self.redis.blmpop(1, 1, key, direction="LEFT", count=REPLY_BATCH)
                 self._mark_up()  # Redis answers; the poll notices a restart by its run_id and audits
-                if popped is None:
-                    continue
-                self._deliver(popped[1])  # before draining the rest: this one's caller should not wait
-                for raw in await self.redis.lpop(key, REPLY_BATCH) or []:
+                for raw in popped[1] if popped else []:
                     self._deliver(raw)
             except Exception as exc:  # whatever Redis answers, this loop must live on
                 self._mark_down(exc)
@@ -197,10 +207,14 @@ class QueuedExecutor:
             log.error("dropping a malformed result (%s)", exc)
             return
         waiting = self._waiting.get(result.job_id)
-        if waiting is None or waiting.future.done():
+        if waiting is None or waiting.result is not None:
             self.metrics.duplicate_results.inc()  # a job run twice, or a result after its request ended
             return
-        waiting.future.set_result(result)
+        waiting.result = result
+        request = waiting.request
+        request.remaining -= 1
+        if request.remaining == 0 and not request.done.done():  # done already: the caller went away
+            request.done.set_result(None)
         added = max(0.0, time.monotonic() - waiting.started - result.run_s)
         self.added_latency_s.append(added)
         self.metrics.queue_wait.observe(result.queued_s)
@@ -258,7 +272,7 @@ class QueuedExecutor:
         persistence, an eviction). A worker deletes an entry in the same transaction that stores its
         result, so a missing entry with no result means the job is lost, or its result is on the way."""
         self._last_audit = time.monotonic()
-        waits = [w for w in self._waiting.values() if not w.future.done() and w.entry_id is not None]
+        waits = [w for w in self._waiting.values() if w.result is None and w.entry_id is not None]
         if not waits:
             return
         pipe = self.redis.pipeline(transaction=False)
@@ -270,7 +284,7 @@ class QueuedExecutor:
         # missing above are in the reply list by now, or never coming: take what is there, then decide.
         for raw in await self.redis.lpop(self.keys.reply(self.gateway_id), 1 << 20) or []:
             self._deliver(raw)
-        lost = [w for w, entries in zip(waits, found, strict=True) if not entries and not w.future.done()]
+        lost = [w for w, entries in zip(waits, found, strict=True) if not entries and w.result is None]
         if not lost:
             return
         log.warning("%d accepted jobs vanished from Redis%s; queueing them again", len(lost),
