@@ -1,7 +1,8 @@
-"""Load test through the gateway: steady clients for a while, an overload burst, then steady again.
+"""Load test through the gateway: steady clients for a while, then twice an overload burst and a recovery.
 
 Below capacity there must be no error at all; above it the gateway must answer 429 (never a 5xx, never a
-hang); afterwards it must serve normally again; and the gateway's and workers' memory must stay flat.
+hang); afterwards it must serve normally again; and the gateway's and workers' memory must stay flat: the
+second burst-and-recovery cycle must not add what the first one did.
 Each client is a coroutine posting HumanEval canonical items in a loop (httpx, one connection each).
 
     python -m loadtest.queue_load --url http://127.0.0.1:8000 --pids GATEWAY_PID WORKER_PID ...
@@ -53,13 +54,19 @@ class LoadReport:
     steady: Phase
     burst: Phase
     recovery: Phase
-    rss_mb: dict[int, tuple[float, float]]  # pid -> (after the steady phase, after recovery)
+    # pid -> RSS after the steady phase, after the burst and recovery, and after a second burst and recovery
+    rss_mb: dict[int, tuple[float, float, float]]
 
     def rss_growth_mb(self) -> float:
-        return max((end - start for start, end in self.rss_mb.values()), default=0.0)
+        """Growth over the first overload cycle: the allocator keeps what the burst's peak needed."""
+        return max((first - start for start, first, _ in self.rss_mb.values()), default=0.0)
+
+    def rss_creep_mb(self) -> float:
+        """Growth over a second, identical cycle: a leak shows here, a high-water mark does not."""
+        return max((second - first for _, first, second in self.rss_mb.values()), default=0.0)
 
     def summary(self) -> str:
-        rss = ", ".join(f"{pid}: {a:.0f}->{b:.0f} MB" for pid, (a, b) in self.rss_mb.items())
+        rss = ", ".join(f"{pid}: {a:.0f}->{b:.0f}->{c:.0f} MB" for pid, (a, b, c) in self.rss_mb.items())
         return "\n".join([self.steady.line(), self.burst.line(), self.recovery.line(), f"RSS {rss}"])
 
 
@@ -103,12 +110,25 @@ def _rss_mb(pids: list[int]) -> dict[int, float]:
 
 async def _run(url: str, pids: list[int], plan: LoadPlan) -> LoadReport:
     steady = await _phase(url, "steady", plan.steady_clients, plan.steady_items, plan.steady_s)
-    before = _rss_mb(pids)
-    burst = await _phase(url, "burst", plan.burst_clients, plan.burst_items, plan.burst_s, burst=True)
-    await asyncio.sleep(1)  # let the burst's accepted jobs drain
-    recovery = await _phase(url, "recovery", plan.steady_clients, plan.steady_items, plan.recovery_s)
-    after = _rss_mb(pids)
-    return LoadReport(steady, burst, recovery, {pid: (before[pid], after[pid]) for pid in pids})
+    rss = [_rss_mb(pids)]
+    phases: list[Phase] = []
+    for _ in range(2):
+        phases.append(await _phase(url, "burst", plan.burst_clients, plan.burst_items, plan.burst_s, burst=True))
+        await asyncio.sleep(1)  # let the burst's accepted jobs drain
+        phases.append(await _phase(url, "recovery", plan.steady_clients, plan.steady_items, plan.recovery_s))
+        rss.append(_rss_mb(pids))
+    burst, recovery = _merged("burst", phases[0::2]), _merged("recovery", phases[1::2])
+    return LoadReport(steady, burst, recovery, {pid: (rss[0][pid], rss[1][pid], rss[2][pid]) for pid in pids})
+
+
+def _merged(name: str, phases: list[Phase]) -> Phase:
+    merged = Phase(name)
+    for p in phases:
+        merged.ok += p.ok
+        merged.errors += p.errors
+        merged.status_counts.update(p.status_counts)
+        merged.latencies_s += p.latencies_s
+    return merged
 
 
 def run_load(url: str, pids: list[int], plan: LoadPlan) -> LoadReport:

@@ -398,14 +398,14 @@ def test_load_steady_then_overload_then_recovery(redis_server: RedisServer, tmp_
         assert gateway is not None
         assert gateway.proc is not None
         report = run_load(gateway.url, [gateway.proc.pid, *(p.pid for p in s.workers.values())],
-                          LoadPlan(steady_clients=3, steady_s=6, burst_clients=24, burst_items=40, burst_s=4,
-                                   recovery_s=4))
+                          LoadPlan(steady_clients=3, steady_s=5, burst_clients=24, burst_items=40, burst_s=3,
+                                   recovery_s=3))
         print(report.summary())
         assert report.steady.errors == 0 and report.steady.ok > 20
         assert report.burst.status_counts.get(429, 0) > 0
         assert set(report.burst.status_counts) <= {200, 429}
         assert report.recovery.errors == 0 and report.recovery.ok > 10
-        assert report.rss_growth_mb() < 25, report.rss_mb
+        assert report.rss_growth_mb() < 25 and report.rss_creep_mb() < 6, report.summary()
 
 
 def test_two_gateways_share_the_workers(stack: QueueStack, tmp_path: Path) -> None:
