@@ -8,7 +8,6 @@ the gateway stays light and the expected values never leave trusted processes.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -37,7 +36,7 @@ class Job:
     limits: dict[str, Any]
 
     def encode_data(self) -> bytes:
-        return orjson.dumps(dataclasses.asdict(self))
+        return orjson.dumps(self)  # orjson serialises dataclasses natively (asdict would deep-copy first)
 
     def encode(self) -> StreamFields:
         return {DATA_FIELD: self.encode_data()}
@@ -52,8 +51,8 @@ class Job:
 
 
 def encode_result(job_id: str, result: ItemResult, queued_s: float, run_s: float, worker: str) -> bytes:
-    return orjson.dumps({"id": job_id, "code": result.code, "tests": dataclasses.asdict(result.tests),
-                         "queued_s": queued_s, "run_s": run_s, "worker": worker})
+    return orjson.dumps({"id": job_id, "code": result.code, "tests": result.tests, "queued_s": queued_s,
+                         "run_s": run_s, "worker": worker})
 
 
 @dataclass

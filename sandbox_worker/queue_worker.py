@@ -191,6 +191,7 @@ class QueueWorker:
             finally:
                 self._reading = False
                 await self._notify()
+            await asyncio.sleep(0)  # the slots woken above start their jobs before we ask Redis for more
 
     async def _read(self, count: int) -> list[Claim]:
         answer: Any

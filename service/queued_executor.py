@@ -196,6 +196,8 @@ class QueuedExecutor:
                 self._mark_up()  # Redis answers; the poll notices a restart by its run_id and audits
                 for raw in popped[1] if popped else []:
                     self._deliver(raw)
+                if popped:
+                    await asyncio.sleep(0)  # the requests just completed answer before we block on Redis again
             except Exception as exc:  # whatever Redis answers, this loop must live on
                 self._mark_down(exc)
                 await asyncio.sleep(0.5)
