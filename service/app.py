@@ -15,6 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service import protocol
+from service.auth import BearerAuthMiddleware
 from service.body_limit import BodyLimitMiddleware
 from service.errors import ServiceError, Unavailable
 from service.executors import embedded_executor, queued_executor
@@ -25,7 +26,7 @@ from service.settings import Settings
 
 log = logging.getLogger(__name__)
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    code: {"model": protocol.ErrorResponse} for code in (400, 413, 422, 429, 503, 504)}
+    code: {"model": protocol.ErrorResponse} for code in (400, 401, 413, 422, 429, 503, 504)}
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -48,6 +49,9 @@ def create_app(settings: Settings) -> FastAPI:
     _install_error_handlers(app)
     _install_routes(app)
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    # Outside the body limit (an unauthenticated caller is refused before its body is read), inside the
+    # request metrics (refusals are counted).
+    app.add_middleware(BearerAuthMiddleware, tokens=[t.get_secret_value() for t in settings.auth_tokens])
     _install_request_metrics(app, metrics)
     return app
 

@@ -19,6 +19,9 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="Address the gateway listens on.")
     port: int = Field(8000, description="Port the gateway listens on.")
     log_level: str = Field("info", description="Python logging level.")
+    auth_tokens: list[SecretStr] = Field(
+        [], description="Bearer tokens accepted on every route but /health and /metrics (JSON list, e.g. from a "
+                        "Kubernetes Secret); empty: no auth. List old and new together to rotate.")
 
     pool_size: int = Field(0, ge=0, description="Programs run at once by the embedded pool; 0 = one per CPU, plus one.")
     sandbox_isolation: Literal["namespaces", "none"] = Field(
