@@ -1,5 +1,6 @@
-# The gateway with its embedded sandbox pool. The sandbox creates namespaces, so the container needs
-# CAP_SYS_ADMIN (or unprivileged user namespaces on the node); candidates run as unprivileged uids.
+# One image, two entry points: `serve` (the gateway; embedded sandbox pool, or queue mode with
+# ACECODER_REDIS_URL) and `worker` (a queue worker). The sandbox creates namespaces, so a container that runs
+# it needs CAP_SYS_ADMIN (or unprivileged user namespaces on the node); candidates run as unprivileged uids.
 FROM python:3.11-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
@@ -7,7 +8,7 @@ COPY pyproject.toml README.md ./
 RUN python -m venv /opt/venv && /opt/venv/bin/pip install --no-cache-dir \
     "fastapi==0.163.2" "uvicorn==0.54.0" "pydantic==2.14.3" "pydantic-settings==2.16.3" \
     "prometheus-client==0.26.0" "httpx==0.28.1" \
-    "uvloop==0.23.0" "httptools==0.9.0" "orjson==3.13.0"
+    "uvloop==0.23.0" "httptools==0.9.0" "orjson==3.13.0" "redis==8.1.0" "hiredis==3.5.0"
 COPY service ./service
 COPY sandbox_worker ./sandbox_worker
 COPY models ./models
