@@ -48,7 +48,7 @@ class RedisServer:
         self.proc = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
              "--requirepass", self.password, "--dir", str(self.directory)],
-            stdout=(self.directory / "redis.log").open("ab"), stderr=subprocess.STDOUT)
+            stdout=(self.directory / "redis.log").open("ab"), stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:

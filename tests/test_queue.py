@@ -338,31 +338,33 @@ def test_poison_job_is_dead_lettered_and_the_batch_finishes(redis_server: RedisS
 def test_redis_restart_mid_load_loses_no_accepted_job(tmp_path: Path) -> None:
     server = RedisServer(tmp_path / "redis")
     server.start()
-    with started(QueueStack(server.url, "restart", tmp_path / "stack", {"ACECODER_LOG_LEVEL": "info"}),
-                 concurrency=1) as s:
-        gateway = s.gateway
-        assert gateway is not None
-        thread, out = post_in_background(gateway, {"items": [sleeper(n, 0.5) for n in range(12)],
-                                                   "limits": SLOW_LIMITS})
-        # Each worker holds two jobs (one running, one claimed ahead); the other 8 wait in the stream.
-        wait_for(lambda: sum(holder_of(server.client(), s).values()) == 4, what="both workers busy")
+    try:
+        with started(QueueStack(server.url, "restart", tmp_path / "stack", {"ACECODER_LOG_LEVEL": "info"}),
+                     concurrency=1) as s:
+            gateway = s.gateway
+            assert gateway is not None
+            thread, out = post_in_background(gateway, {"items": [sleeper(n, 0.5) for n in range(12)],
+                                                       "limits": SLOW_LIMITS})
+            # Each worker holds two jobs (one running, one claimed ahead); the other 8 wait in the stream.
+            wait_for(lambda: sum(holder_of(server.client(), s).values()) == 4, what="both workers busy")
+            server.stop()
+            with gateway.client(timeout=10) as c:
+                down = c.post("/v1/rewards", json={"items": [sleeper(1, 0)]})
+                assert down.status_code == 503 and "unreachable" in down.json()["error"]["message"]
+                time.sleep(1.5)
+                assert c.get("/health").status_code == 503
+                server.start()  # same port, empty: the stream, its group and the reply list are gone
+                thread.join(60)
+                assert out["answer"].status_code == 200, out["answer"].text
+                assert_sleepers_pass(out["answer"].json(), 12)
+                wait_for(lambda: c.get("/health").status_code == 200, what="the gateway to see Redis again")
+                s.wait_workers(2)
+                after = c.post("/v1/rewards", json={"items": [sleeper(n, 0) for n in range(4)]})
+                assert after.status_code == 200, after.text
+                assert_sleepers_pass(after.json(), 4)
+            assert "vanished from Redis (it restarted); queueing them again" in gateway.log()
+    finally:
         server.stop()
-        with gateway.client(timeout=10) as c:
-            down = c.post("/v1/rewards", json={"items": [sleeper(1, 0)]})
-            assert down.status_code == 503 and "unreachable" in down.json()["error"]["message"]
-            time.sleep(1.5)
-            assert c.get("/health").status_code == 503
-            server.start()  # same port, empty: the stream, its group and the reply list are gone
-            thread.join(60)
-            assert out["answer"].status_code == 200, out["answer"].text
-            assert_sleepers_pass(out["answer"].json(), 12)
-            wait_for(lambda: c.get("/health").status_code == 200, what="the gateway to see Redis again")
-            s.wait_workers(2)
-            after = c.post("/v1/rewards", json={"items": [sleeper(n, 0) for n in range(4)]})
-            assert after.status_code == 200, after.text
-            assert_sleepers_pass(after.json(), 4)
-        assert "vanished from Redis (it restarted); queueing them again" in gateway.log()
-    server.stop()
 
 
 @pytest.mark.parametrize("drain_s", ["10", "0.3"], ids=["finishes", "hands-back"])
