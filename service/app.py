@@ -1,12 +1,13 @@
-"""The app factory: wires settings -> executor (embedded sandbox pool, or Redis-queued workers) -> reward
-service -> routes, in reading order."""
+"""The app factory: wires settings -> executor (embedded sandbox pool, or Redis-queued workers) and reward
+model (tokenizer -> batcher -> vLLM or in-process backend) -> reward service -> routes, in reading order."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -17,16 +18,18 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from service import protocol
 from service.auth import BearerAuthMiddleware
 from service.body_limit import BodyLimitMiddleware
-from service.errors import ServiceError, Unavailable
+from service.errors import ClientDisconnected, ServiceError, Unavailable
 from service.executors import embedded_executor, queued_executor
 from service.metrics import Metrics
+from service.model_reward import model_rewarder
 from service.request_metrics import RequestMetricsMiddleware
 from service.rewards import Executor, RewardService
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    code: {"model": protocol.ErrorResponse} for code in (400, 401, 413, 422, 429, 503, 504)}
+    code: {"model": protocol.ErrorResponse} for code in (400, 401, 413, 422, 429, 502, 503, 504)}
+T = TypeVar("T")
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -36,8 +39,8 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         backend: AbstractAsyncContextManager[Executor] = (
             queued_executor(settings, metrics) if settings.redis_url else embedded_executor(settings))
-        async with backend as executor:
-            app.state.rewards = RewardService(executor, settings, metrics)
+        async with backend as executor, model_rewarder(settings, metrics) as model:
+            app.state.rewards = RewardService(executor, settings, metrics, model)
             try:
                 yield
             finally:
@@ -70,6 +73,8 @@ def _install_routes(app: FastAPI) -> None:
         if rewards is None:
             return JSONResponse({"status": "starting"}, status_code=503)
         ok, detail = rewards.executor.health()
+        if rewards.model is not None:
+            detail = {**detail, **rewards.model.health()[1]}
         return JSONResponse({"status": "ok" if ok else "unavailable", **detail}, status_code=200 if ok else 503)
 
     @app.get("/metrics", response_class=PlainTextResponse)
@@ -78,9 +83,35 @@ def _install_routes(app: FastAPI) -> None:
 
     @app.post("/v1/rewards", response_model=protocol.RewardResponse, responses=ERROR_RESPONSES)
     async def rewards(body: protocol.RewardRequest, request: Request) -> Response:
-        result = await _rewards(request).score(body)
+        result = await _until_disconnect(request, _rewards(request).score(body))
         # Serialised once by pydantic-core; returning the model would make FastAPI validate it again.
         return Response(result.model_dump_json(), media_type="application/json")
+
+
+async def _until_disconnect(request: Request, work: Awaitable[T]) -> T:
+    """Runs `work`, cancelling it if the client goes away: its queued model inputs are then dropped before
+    compute and its queued test jobs withdrawn, instead of being computed for nobody. The body is read by
+    now, so the next ASGI message can only be the disconnect."""
+    task = asyncio.ensure_future(work)
+
+    gone = False
+
+    async def watch() -> None:
+        nonlocal gone
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+        gone = True
+        task.cancel()
+
+    watcher = asyncio.ensure_future(watch())
+    try:
+        return await task
+    except asyncio.CancelledError:
+        if gone:
+            raise ClientDisconnected("the client disconnected before its rewards were ready") from None
+        raise
+    finally:
+        watcher.cancel()
 
 
 def _install_error_handlers(app: FastAPI) -> None:

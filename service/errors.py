@@ -3,9 +3,12 @@
 ServiceError
  +-- InvalidRequest      422  a field is wrong; names the field
  +-- PayloadTooLarge     413  body over the configured size
+ +-- ClientDisconnected  499  the client went away; its work was cancelled (nobody reads this answer)
  +-- Overloaded          429  admission limit reached; carries Retry-After
- +-- Unavailable         503  the sandbox pool is not ready, Redis is unreachable or no worker is alive
- +-- DeadlineExceeded    504  queued jobs did not finish within the request deadline
+ +-- BadGateway          502  the reward-model server answered something unusable
+ +-- Unavailable         503  the sandbox pool is not ready, Redis is unreachable, no worker is alive, or no
+ |                           reward-model server answers
+ +-- DeadlineExceeded    504  queued jobs, or a reward-model batch, did not finish in time
 """
 
 from __future__ import annotations
@@ -38,10 +41,20 @@ class PayloadTooLarge(ServiceError):
     code = "payload_too_large"
 
 
+class ClientDisconnected(ServiceError):
+    status_code = 499  # nginx's "client closed request": counted in metrics, never seen by the client
+    code = "client_disconnected"
+
+
 class Overloaded(ServiceError):
     status_code = 429
     code = "overloaded"
     retry_after_s = 1
+
+
+class BadGateway(ServiceError):
+    status_code = 502
+    code = "upstream_error"
 
 
 class Unavailable(ServiceError):

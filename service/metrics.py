@@ -49,3 +49,20 @@ class Metrics:
         self.queue_added = Histogram("acecoder_queue_added_seconds",
                                      "Round trip through the queue minus the worker's run time.",
                                      buckets=QUEUE_BUCKETS, registry=r)
+
+        # Reward model (ACECODER_RM_BACKEND set).
+        self.rm_batch_items = Histogram("acecoder_rm_batch_items", "Inputs per batch sent to the reward model.",
+                                        buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256), registry=r)
+        self.rm_batch_tokens = Histogram("acecoder_rm_batch_tokens", "Tokens per batch sent to the reward model.",
+                                         buckets=(64, 256, 1024, 4096, 16384, 65536, 262144), registry=r)
+        self.rm_queue_time = Histogram("acecoder_rm_queue_seconds", "Time an input waited for its batch to start.",
+                                       buckets=QUEUE_BUCKETS, registry=r)
+        self.rm_inputs = Counter("acecoder_rm_inputs_total", "Model inputs by how they were answered: computed, "
+                                 "cache (a recent identical input), dedup (an identical input in flight), dropped "
+                                 "(its caller left before compute).", ["source"], registry=r)
+        self.rm_pending = Gauge("acecoder_rm_pending_inputs", "Model inputs queued or being computed.", registry=r)
+        self.rm_upstream_latency = Histogram("acecoder_rm_upstream_seconds", "Reward-model backend call latency.",
+                                             ["backend"], buckets=LATENCY_BUCKETS, registry=r)
+        self.rm_upstream_errors = Counter("acecoder_rm_upstream_errors_total", "Failed reward-model backend calls, "
+                                          "by kind (connect, timeout, status_5xx, status_4xx, bad_response).",
+                                          ["kind"], registry=r)

@@ -27,7 +27,8 @@ class StrictModel(BaseModel):
 class RewardItem(StrictModel):
     question: str | None = Field(None, description="The problem statement (used by the model reward).")
     response: str = Field(description="The raw LLM response; the program is extracted from it.")
-    tests: list[str] = Field(min_length=1, description="Assert-style tests, one statement (or block) each.")
+    tests: list[str] = Field([], description="Assert-style tests, one statement (or block) each; required (at "
+                             "least one) by the tests and combined rewards.")
 
 
 class LimitsIn(StrictModel):
@@ -37,10 +38,18 @@ class LimitsIn(StrictModel):
                                       description="Memory limit of the run, in MB; capped by the server.")
 
 
+class Weights(StrictModel):
+    tests: float = Field(1.0, description="Weight of the tests reward (pass_rate or binary) in combined.")
+    model: float = Field(1.0, description="Weight of the raw AceCodeRM score in combined.")
+
+
 class RewardRequest(StrictModel):
     items: list[RewardItem] = Field(min_length=1)
-    reward: Literal["tests"] = "tests"
+    reward: Literal["tests", "model", "combined"] = Field(
+        "tests", description="tests: run the tests; model: the AceCodeRM score; combined: "
+                             "weights.tests * tests reward + weights.model * score, both computed concurrently.")
     tests_reward: Literal["pass_rate", "binary"] = "pass_rate"
+    weights: Weights | None = Field(None, description="Only with reward=combined; default 1 and 1.")
     limits: LimitsIn | None = None
 
 
@@ -57,10 +66,15 @@ class TestsOut(BaseModel):
     run_time_s: float
 
 
+class ModelOut(BaseModel):
+    score: float = Field(description="The raw AceCodeRM score (unbounded; higher is better; no sigmoid).")
+
+
 class ItemOut(BaseModel):
     reward: float
     code: str | None = Field(description="The program extracted from the response, as run.")
-    tests: TestsOut
+    tests: TestsOut | None = Field(None, description="Set by the tests and combined rewards.")
+    model: ModelOut | None = Field(None, description="Set by the model and combined rewards.")
 
 
 class RewardResponse(BaseModel):

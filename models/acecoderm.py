@@ -1,0 +1,57 @@
+"""AceCodeRM in torch: the Qwen2 base model plus the value head, and nothing else.
+
+The seed's forward also ran the LM head (vocab 152,064) and upcast those logits to fp32, although the score
+never reads them; here the LM head is never even loaded. The score is the head at the last real token, raw.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from models.checkpoint import HEAD_PREFIX, Checkpoint, CheckpointError
+
+
+class ValueHead(nn.Module):
+    def __init__(self, summary: nn.Linear) -> None:
+        super().__init__()
+        self.summary = summary  # the checkpoint's name for it: v_head.summary.{weight,bias}
+
+
+class AceCodeRM(nn.Module):
+    def __init__(self, base: nn.Module, head: nn.Linear) -> None:
+        super().__init__()
+        self.model = base
+        self.v_head = ValueHead(head)
+
+    @torch.inference_mode()
+    def forward(self, input_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Scores of right-padded rows: `lengths[i]` real tokens at the start of row i.
+
+        No attention mask on purpose: attention is causal, so a real token never sees the padding after it,
+        and without a mask SDPA keeps its fast causal kernel (a padding mask costs about a quarter of the
+        throughput on the GPU; FACTS.md section 6).
+        """
+        hidden = self.model(input_ids=input_ids, use_cache=False).last_hidden_state
+        last = hidden[torch.arange(hidden.shape[0], device=hidden.device), lengths - 1]
+        return self.v_head.summary(last.to(self.v_head.summary.weight.dtype)).squeeze(-1)
+
+
+def load(checkpoint: Checkpoint, *, device: str | torch.device, dtype: torch.dtype) -> AceCodeRM:
+    """Base weights through transformers (shards, dtype, any of the published class names); head tensors
+    read directly from the files that hold them."""
+    from safetensors import safe_open
+    from transformers import Qwen2Model
+
+    base = Qwen2Model.from_pretrained(str(checkpoint.path), dtype=dtype, attn_implementation="sdpa")
+    hidden = base.config.hidden_size
+    head = nn.Linear(hidden, 1, bias=True)
+    state = {}
+    for name, file in checkpoint.head_files.items():
+        with safe_open(str(file), framework="pt") as f:
+            state[name.removeprefix(HEAD_PREFIX)] = f.get_tensor(name)
+    if tuple(state["weight"].shape) != (1, hidden) or tuple(state["bias"].shape) != (1,):
+        raise CheckpointError(f"{checkpoint.path}: value head has shape {tuple(state['weight'].shape)}, "
+                              f"expected (1, {hidden})")
+    head.load_state_dict(state)
+    return AceCodeRM(base, head).to(device=device, dtype=dtype).eval()

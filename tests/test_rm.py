@@ -1,0 +1,318 @@
+"""AceCodeRM end to end: checkpoint loading, score parity between the vLLM plugin (a real vLLM server), the
+in-process `hf` backend and a direct computation written here, and the gateway's model and combined rewards
+over both backends (order, dedup, cache, admission, upstream failures, bad input)."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from loadtest.vllm_process import VllmServer
+from models.checkpoint import CheckpointError, inspect
+from models.prompt import INSTRUCTION_PREFIX, RESPONSE_PREFIX, PromptEncoder, PromptTooLong
+from tests.conftest import Gateway, start_gateway, stop_gateway
+
+QUESTION = "Write a function add(a, b) that returns the sum of a and b."
+PROGRAMS = [
+    "def add(a, b):\n    return a + b\n",
+    "def add(a, b):\n    return a - b\n",
+    "```python\ndef add(a, b):\n    total = a\n    total += b\n    return total\n```",
+    "def add(a, b):\n" + "".join(f"    # step {i}: check the inputs carefully before adding\n" for i in range(25))
+    + "    return a + b\n",
+    "x",
+]
+TOLERANCE = 1e-4  # fp32 everywhere
+
+
+def _tokenizer(checkpoint: Path) -> Any:  # a transformers tokenizer
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(checkpoint)
+
+
+def _chat_ids(checkpoint: Path, question: str, programs: Sequence[str]) -> list[list[int]]:
+    """The model input, built here straight from FACTS.md section 2 (not with the project's encoder)."""
+    tok = _tokenizer(checkpoint)
+    texts = [tok.apply_chat_template([{"role": "user", "content": question}, {"role": "assistant", "content": p}],
+                                     tokenize=False) for p in programs]
+    return [list(tok(t, add_special_tokens=False)["input_ids"]) for t in texts]
+
+
+def _direct_scores(checkpoint: Path, ids: Sequence[Sequence[int]]) -> list[float]:
+    """Base model's final hidden state at the last token, times the head, plus its bias: one sequence at a
+    time, no padding, no project code."""
+    import torch
+    from safetensors.torch import load_file
+    from transformers import Qwen2Model
+
+    base = Qwen2Model.from_pretrained(checkpoint, dtype=torch.float32).eval()
+    tensors = load_file(checkpoint / "model.safetensors")
+    weight, bias = tensors["v_head.summary.weight"][0], tensors["v_head.summary.bias"][0]
+    with torch.no_grad():
+        return [float(base(input_ids=torch.tensor([list(x)])).last_hidden_state[0, -1] @ weight + bias) for x in ids]
+
+
+def _vllm_scores(server: VllmServer, ids: Sequence[Sequence[int]], **extra: object) -> list[float]:
+    answer = httpx.post(server.url + "/classify", json={"model": server.served_model, "input": [list(x) for x in ids],
+                                                          **extra}, timeout=60)
+    assert answer.status_code == 200, answer.text
+    return [d["probs"][0] for d in sorted(answer.json()["data"], key=lambda d: d["index"])]
+
+
+def _close(a: Sequence[float], b: Sequence[float]) -> bool:
+    return len(a) == len(b) and all(abs(x - y) <= TOLERANCE for x, y in zip(a, b, strict=True))
+
+
+# --- checkpoint and backends -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def mixed_ids(tiny_checkpoint: Path) -> list[list[int]]:
+    ids = _chat_ids(tiny_checkpoint, QUESTION, PROGRAMS)
+    lengths = sorted(len(x) for x in ids)
+    assert lengths[0] < 100 and lengths[-1] > 600, lengths  # very different lengths in one batch
+    return ids
+
+
+@pytest.fixture(scope="module")
+def direct(tiny_checkpoint: Path, mixed_ids: list[list[int]]) -> list[float]:
+    return _direct_scores(tiny_checkpoint, mixed_ids)
+
+
+def test_scores_are_raw_and_distinct(direct: list[float]) -> None:
+    assert len(set(direct)) == len(direct)
+    assert any(s < 0 for s in direct), direct  # no sigmoid: a squashed score would lie in (0, 1)
+
+
+def test_hf_backend_matches_direct_computation_single_and_batched(
+        tiny_checkpoint: Path, mixed_ids: list[list[int]], direct: list[float]) -> None:
+    from models.hf_backend import BatchPlan, HfScorer
+
+    scorer = HfScorer(inspect(str(tiny_checkpoint)), device="cpu")
+    assert _close(scorer.score(mixed_ids), direct)
+    assert _close([scorer.score([x])[0] for x in mixed_ids], direct)
+    small = HfScorer(inspect(str(tiny_checkpoint)), device="cpu", plan=BatchPlan(max_batch_tokens=1200))
+    assert _close(small.score(mixed_ids), direct)  # several batches, regrouped by length
+
+
+def test_vllm_plugin_matches_direct_computation_single_and_batched(
+        vllm_server: VllmServer, mixed_ids: list[list[int]], direct: list[float]) -> None:
+    assert _close(_vllm_scores(vllm_server, mixed_ids), direct)
+    assert _close([_vllm_scores(vllm_server, [x])[0] for x in mixed_ids], direct)
+
+
+def test_vllm_never_applies_an_activation(vllm_server: VllmServer, mixed_ids: list[list[int]],
+                                          direct: list[float]) -> None:
+    assert _close(_vllm_scores(vllm_server, mixed_ids, use_activation=True), direct)
+
+
+@pytest.mark.parametrize("architecture", ["Qwen2ForCausalRM", "AceCodeRM", "Qwen2ForCausalLM"])
+def test_loader_finds_the_head_by_tensor_names(tiny_checkpoint: Path, tmp_path: Path, architecture: str,
+                                               mixed_ids: list[list[int]], direct: list[float]) -> None:
+    from models.hf_backend import HfScorer
+
+    copy = Path(shutil.copytree(tiny_checkpoint, tmp_path / "ckpt"))
+    config = json.loads((copy / "config.json").read_text())
+    (copy / "config.json").write_text(json.dumps({**config, "architectures": [architecture]}))
+    checkpoint = inspect(str(copy))
+    assert checkpoint.architecture == architecture
+    assert _close(HfScorer(checkpoint, device="cpu").score(mixed_ids[:2]), direct[:2])
+
+
+def test_checkpoint_without_a_head_is_refused(tmp_path: Path) -> None:
+    from models.fixture import TinyShape, build_tiny_checkpoint
+
+    path = build_tiny_checkpoint(tmp_path / "lm", shape=TinyShape(vocab_size=300), with_head=False,
+                                 architecture="Qwen2ForCausalLM")
+    with pytest.raises(CheckpointError, match=r"no value head \(v_head\.summary\.weight"):
+        inspect(str(path))
+    with pytest.raises(CheckpointError, match="not a checkpoint directory"):
+        inspect(str(tmp_path / "lm" / "config.json"))
+
+
+def test_plugin_registration_is_idempotent() -> None:
+    from vllm import ModelRegistry
+
+    from models import vllm_plugin
+
+    vllm_plugin.register()
+    vllm_plugin.register()
+    assert set(vllm_plugin.ARCHITECTURES) <= set(ModelRegistry.get_supported_archs())
+
+
+# --- prompt ----------------------------------------------------------------------------------------------------
+
+
+def test_training_wrapping_holds_the_question_first_test_and_fenced_program(tiny_checkpoint: Path) -> None:
+    encoder = PromptEncoder(_tokenizer(tiny_checkpoint), max_tokens=1024, fmt="training")
+    text = encoder.render(QUESTION, "def add(a, b):\n    return a + b", "assert add(1, 2) == 3")
+    assert f"{INSTRUCTION_PREFIX}\n```\n{QUESTION}\nassert add(1, 2) == 3\n```\n<|im_end|>" in text
+    assert f"{RESPONSE_PREFIX}\n```python\ndef add(a, b):\n    return a + b\n```\n<|im_end|>\n" in text
+    assert not text.rstrip().endswith("<|im_start|>assistant")  # no generation prompt
+
+
+def test_overlong_input_is_refused_or_cut_keeping_the_closing_tokens(tiny_checkpoint: Path) -> None:
+    tok = _tokenizer(tiny_checkpoint)
+    full = PromptEncoder(tok, max_tokens=10_000).encode(QUESTION, PROGRAMS[3])
+    with pytest.raises(PromptTooLong, match=f"{len(full)} tokens; the model's context is 100"):
+        PromptEncoder(tok, max_tokens=100).encode(QUESTION, PROGRAMS[3])
+    cut = PromptEncoder(tok, max_tokens=100, overlong="truncate").encode(QUESTION, PROGRAMS[3])
+    closing = tok("<|im_end|>\n", add_special_tokens=False)["input_ids"]
+    assert len(cut) == 100 and cut[:98] == full[:98] and cut[98:] == closing
+
+
+# --- the gateway over both backends ----------------------------------------------------------------------------
+
+RM_ENV = {"ACECODER_RM_MAX_PENDING": "64"}
+
+
+@pytest.fixture(scope="module")
+def hf_gateway(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    gw = start_gateway(tmp_path_factory.mktemp("gw-hf"), {
+        **RM_ENV, "ACECODER_RM_BACKEND": "hf", "ACECODER_RM_MODEL": str(tiny_checkpoint)})
+    yield gw
+    stop_gateway(gw)
+
+
+@pytest.fixture(scope="module")
+def vllm_gateway(tiny_checkpoint: Path, vllm_server: VllmServer,
+                 tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    gw = start_gateway(tmp_path_factory.mktemp("gw-vllm"), {
+        **RM_ENV, "ACECODER_RM_BACKEND": "vllm", "ACECODER_RM_MODEL": str(tiny_checkpoint),
+        "ACECODER_VLLM_URL": vllm_server.url, "ACECODER_VLLM_SERVED_MODEL": vllm_server.served_model,
+        # One batch at a time and a short upstream deadline: the pause test below holds a batch in flight.
+        "ACECODER_RM_MAX_INFLIGHT_BATCHES": "1", "ACECODER_RM_UPSTREAM_TIMEOUT_S": "4"})
+    yield gw
+    stop_gateway(gw)
+
+
+@pytest.fixture(params=["hf", "vllm"])
+def rm_gateway(request: pytest.FixtureRequest) -> Gateway:
+    gw: Gateway = request.getfixturevalue(f"{request.param}_gateway")
+    return gw
+
+
+def _post(gw: Gateway, body: dict, timeout: float = 60) -> httpx.Response:
+    return httpx.post(gw.url + "/v1/rewards", json=body, timeout=timeout)
+
+
+def _metric(gw: Gateway, name: str) -> float:
+    text = httpx.get(gw.url + "/metrics").text
+    match = re.search(rf"^{re.escape(name)} (\S+)$", text, re.MULTILINE)
+    return float(match.group(1)) if match else 0.0
+
+
+def _model_items(programs: Sequence[str], question: str = QUESTION) -> list[dict]:
+    return [{"question": question, "response": p} for p in programs]
+
+
+def test_model_reward_is_the_score_in_request_order(rm_gateway: Gateway, tiny_checkpoint: Path,
+                                                     mixed_ids: list[list[int]], direct: list[float]) -> None:
+    order = [3, 0, 4, 1, 2, 0]
+    answer = _post(rm_gateway, {"items": _model_items([PROGRAMS[i] for i in order]), "reward": "model"})
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert _close(body["rewards"], [direct[i] for i in order])
+    assert [i["model"]["score"] for i in body["items"]] == body["rewards"]
+    assert all(i["tests"] is None for i in body["items"])
+
+
+def test_combined_reward_weighs_tests_and_score(rm_gateway: Gateway, direct: list[float]) -> None:
+    items = [{**_model_items([p])[0], "tests": ["assert add(1, 2) == 3", "assert add(0, 0) == 0"]}
+             for p in PROGRAMS[:2]]
+    answer = _post(rm_gateway, {"items": items, "reward": "combined", "weights": {"tests": 2.0, "model": 0.5}})
+    assert answer.status_code == 200, answer.text
+    good, bad = answer.json()["items"]
+    assert good["tests"]["pass_rate"] == 1.0 and bad["tests"]["pass_rate"] == 0.5
+    assert abs(good["reward"] - (2.0 + 0.5 * direct[0])) < TOLERANCE
+    assert abs(bad["reward"] - (2.0 * 0.5 + 0.5 * direct[1])) < TOLERANCE
+
+
+def test_duplicates_are_computed_once_and_repeats_come_from_the_cache(rm_gateway: Gateway) -> None:
+    novel = f"def add(a, b):\n    return b + a  # {time.monotonic_ns()}\n"
+    before = {s: _metric(rm_gateway, f'acecoder_rm_inputs_total{{source="{s}"}}') for s in ("computed", "dedup",
+                                                                                           "cache")}
+    first = _post(rm_gateway, {"items": _model_items([novel] * 3), "reward": "model"}).json()["rewards"]
+    second = _post(rm_gateway, {"items": _model_items([novel]), "reward": "model"}).json()["rewards"]
+    assert len(set(first + second)) == 1
+    after = {s: _metric(rm_gateway, f'acecoder_rm_inputs_total{{source="{s}"}}') for s in before}
+    assert after["computed"] - before["computed"] == 1
+    assert after["dedup"] - before["dedup"] == 2
+    assert after["cache"] - before["cache"] == 1
+    assert _metric(rm_gateway, "acecoder_rm_batch_items_count") >= 1
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ({"items": [{"response": "def f(): pass"}], "reward": "model"}, "items.0.question"),
+    ({"items": _model_items(["x"]), "reward": "combined"}, "items.0.tests"),
+    ({"items": _model_items(["x"]), "reward": "model", "weights": {"model": 1}}, "weights"),
+    ({"items": _model_items(["x"]), "reward": "combined", "weights": {"model": "1"}}, "weights.model"),
+    ({"items": _model_items(["x" * 20_000]), "reward": "model"}, "items.0.response"),  # over the context
+])
+def test_bad_input_names_the_field(rm_gateway: Gateway, body: dict, field: str) -> None:
+    answer = _post(rm_gateway, body)
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["error"]["field"] == field
+
+
+def test_context_length_comes_from_vllm(vllm_gateway: Gateway) -> None:
+    # The checkpoint allows 4096 positions; the server was started with --max-model-len 1024.
+    answer = _post(vllm_gateway, {"items": _model_items(["y = 1\n" * 400]), "reward": "model"})
+    assert answer.status_code == 422 and "context is 1024" in answer.json()["error"]["message"], answer.text
+
+
+def test_model_reward_without_a_backend_is_a_clear_4xx(client: httpx.Client) -> None:
+    answer = client.post("/v1/rewards", json={"items": _model_items(["x"]), "reward": "model"})
+    assert answer.status_code == 422 and answer.json()["error"]["field"] == "reward"
+    assert "ACECODER_RM_BACKEND" in answer.json()["error"]["message"]
+
+
+def test_past_the_admission_limit_429(rm_gateway: Gateway) -> None:
+    items = _model_items([f"def add(a, b):\n    return a + b + {i} - {i}\n" for i in range(65)])
+    answer = _post(rm_gateway, {"items": items, "reward": "model"})
+    assert answer.status_code == 429 and answer.headers["Retry-After"] == "1", answer.text
+    assert _post(rm_gateway, {"items": items[:64], "reward": "model"}).status_code == 200
+
+
+def test_slow_upstream_gives_504_and_an_abandoned_input_is_never_computed(
+        vllm_gateway: Gateway, vllm_server: VllmServer) -> None:
+    dropped = _metric(vllm_gateway, 'acecoder_rm_inputs_total{source="dropped"}')
+    answers: list[httpx.Response] = []
+    vllm_server.pause()
+    try:
+        held = threading.Thread(target=lambda: answers.append(_post(vllm_gateway, {
+            "items": _model_items([f"held = {time.monotonic_ns()}"]), "reward": "model"})))
+        held.start()
+        time.sleep(0.5)  # its batch is now in flight, the only one allowed: the next input queues behind it
+        with pytest.raises(httpx.ReadTimeout):
+            _post(vllm_gateway, {"items": _model_items([f"gone = {time.monotonic_ns()}"]), "reward": "model"},
+                  timeout=1.0)
+        held.join(30)
+    finally:
+        vllm_server.resume()
+    assert answers[0].status_code == 504, answers[0].text
+    assert _metric(vllm_gateway, 'acecoder_rm_inputs_total{source="dropped"}') == dropped + 1
+    assert _post(vllm_gateway, {"items": _model_items(["after = 1"]), "reward": "model"}).status_code == 200
+
+
+def test_vllm_down_gives_503_then_recovers(vllm_gateway: Gateway, vllm_server: VllmServer) -> None:
+    vllm_server.stop()
+    try:
+        answer = _post(vllm_gateway, {"items": _model_items([f"down = {time.monotonic_ns()}"]), "reward": "model"})
+        assert answer.status_code == 503 and answer.headers["Retry-After"] == "1", answer.text
+        assert "unreachable" in answer.json()["error"]["message"]
+        tests_only = _post(vllm_gateway, {"items": [{"response": PROGRAMS[0], "tests": ["assert add(1, 1) == 2"]}]})
+        assert tests_only.status_code == 200  # the test reward does not depend on vLLM
+    finally:
+        vllm_server.start()
+    answer = _post(vllm_gateway, {"items": _model_items([f"back = {time.monotonic_ns()}"]), "reward": "model"})
+    assert answer.status_code == 200, answer.text
