@@ -42,8 +42,14 @@ def load(checkpoint: Checkpoint, *, device: str | torch.device, dtype: torch.dty
     read directly from the files that hold them."""
     from safetensors import safe_open
     from transformers import Qwen2Model
+    from transformers.utils import logging as hf_logging
 
-    base = Qwen2Model.from_pretrained(str(checkpoint.path), dtype=dtype, attn_implementation="sdpa")
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # its load report lists lm_head and v_head as unexpected: they are, here
+    try:
+        base = Qwen2Model.from_pretrained(str(checkpoint.path), dtype=dtype, attn_implementation="sdpa")
+    finally:
+        hf_logging.set_verbosity(verbosity)
     hidden = base.config.hidden_size
     head = nn.Linear(hidden, 1, bias=True)
     state = {}

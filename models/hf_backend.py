@@ -23,17 +23,21 @@ log = logging.getLogger(__name__)
 class BatchPlan:
     max_batch_tokens: int = 16384  # padded tokens per forward (rows x longest row)
     max_batch_rows: int = 64
+    max_pad_share: float = 0.1  # a row shorter than (1 - this) x the batch's longest starts a new batch
 
 
 def plan_batches(lengths: Sequence[int], plan: BatchPlan) -> list[list[int]]:
-    """Indices grouped into batches, longest first; a batch closes when its padded size would pass the
-    budget. A sequence longer than the budget still gets a batch of its own."""
+    """Indices grouped into batches, longest first. A batch closes when its padded size would pass the token
+    budget, at the row limit, or when the next row would be padded by more than `max_pad_share` of the
+    longest (short rows in a batch of long ones waste the most). A sequence longer than the budget still gets
+    a batch of its own."""
     order = sorted(range(len(lengths)), key=lambda i: lengths[i], reverse=True)
     batches: list[list[int]] = []
     current: list[int] = []
     for i in order:
         longest = lengths[current[0]] if current else lengths[i]
-        if current and ((len(current) + 1) * longest > plan.max_batch_tokens or len(current) >= plan.max_batch_rows):
+        if current and ((len(current) + 1) * longest > plan.max_batch_tokens or len(current) >= plan.max_batch_rows
+                        or lengths[i] < longest * (1 - plan.max_pad_share)):
             batches.append(current)
             current = []
         current.append(i)
@@ -43,14 +47,21 @@ def plan_batches(lengths: Sequence[int], plan: BatchPlan) -> list[list[int]]:
 
 
 class HfScorer:
-    def __init__(self, checkpoint: Checkpoint, *, device: str | None = None, plan: BatchPlan | None = None,
-                 pad_token_id: int = 0) -> None:
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.dtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32
-        self.model = acecoderm.load(checkpoint, device=self.device, dtype=self.dtype)
+    def __init__(self, model: acecoderm.AceCodeRM, *, plan: BatchPlan | None = None, pad_token_id: int = 0) -> None:
+        self.model = model
+        first = next(model.parameters())
+        self.device, self.dtype = first.device, first.dtype
         self.plan = plan or BatchPlan()
         self.pad_token_id = pad_token_id
-        log.info("hf backend: %s on %s (%s)", checkpoint.path, self.device, self.dtype)
+
+    @classmethod
+    def load(cls, checkpoint: Checkpoint, *, device: str | None = None, plan: BatchPlan | None = None,
+             pad_token_id: int = 0) -> HfScorer:
+        target = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        dtype = torch.bfloat16 if target.type == "cuda" else torch.float32
+        model = acecoderm.load(checkpoint, device=target, dtype=dtype)
+        log.info("hf backend: %s on %s (%s)", checkpoint.path, target, dtype)
+        return cls(model, plan=plan, pad_token_id=pad_token_id)
 
     def score(self, token_ids: Sequence[Sequence[int]]) -> list[float]:
         """One raw score per sequence, in input order."""

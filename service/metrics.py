@@ -64,5 +64,6 @@ class Metrics:
         self.rm_upstream_latency = Histogram("acecoder_rm_upstream_seconds", "Reward-model backend call latency.",
                                              ["backend"], buckets=LATENCY_BUCKETS, registry=r)
         self.rm_upstream_errors = Counter("acecoder_rm_upstream_errors_total", "Failed reward-model backend calls, "
-                                          "by kind (connect, timeout, status_5xx, status_4xx, bad_response).",
+                                          "by kind (connect, dropped, timeout, status_5xx, status_4xx, "
+                                          "bad_response, other, in_process).",
                                           ["kind"], registry=r)

@@ -111,5 +111,5 @@ async def _backend(settings: Settings, metrics: Metrics, tokenizer: Any) -> Scor
     checkpoint = await asyncio.to_thread(inspect, settings.rm_model)
     plan = BatchPlan(max_batch_tokens=settings.rm_max_batch_tokens, max_batch_rows=settings.rm_max_batch_items)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    scorer = await asyncio.to_thread(HfScorer, checkpoint, plan=plan, pad_token_id=pad)
+    scorer = await asyncio.to_thread(HfScorer.load, checkpoint, plan=plan, pad_token_id=pad)
     return InProcessBackend(scorer, metrics)

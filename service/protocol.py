@@ -72,7 +72,8 @@ class ModelOut(BaseModel):
 
 class ItemOut(BaseModel):
     reward: float
-    code: str | None = Field(description="The program extracted from the response, as run.")
+    code: str | None = Field(description="The program extracted from the response, as run (or, for a model-only "
+                             "reward with training wrapping, as the model saw it; else null).")
     tests: TestsOut | None = Field(None, description="Set by the tests and combined rewards.")
     model: ModelOut | None = Field(None, description="Set by the model and combined rewards.")
 

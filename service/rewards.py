@@ -129,7 +129,10 @@ class RewardService:
         else:
             weights = request.weights or protocol.Weights()
             reward = weights.tests * tests_reward + weights.model * (score or 0.0)
-        code = result.code if result else _code_of(request.items[n])
+        # The program that was run, or (training wrapping) the one the model saw; the chat format shows the
+        # model the raw response, so a model-only reward ran no program: null.
+        code = result.code if result else (
+            _code_of(request.items[n]) if self.settings.rm_prompt_format == "training" else None)
         return protocol.ItemOut(reward=reward, code=code, tests=tests_out, model=model_out)
 
     def _tests_out(self, result: ItemResult, rule: str) -> tuple[protocol.TestsOut, float]:

@@ -1,9 +1,10 @@
 """Reward-model backends: where a batch of token-id sequences becomes raw AceCodeRM scores.
 
 `VllmBackend` calls vLLM servers (`POST /classify`, token ids in, `use_activation: false`), round-robin; its
-failures are translated here into our errors (502/503/504). A batch is retried on another server only when it
-surely was not computed: the connection was refused, or the server said 503. Scoring is a pure function, but
-resending after a timeout would double the load on a server that is already too slow.
+failures are translated here into our errors (502/503/504). A batch is retried (on the next server) when it
+was not computed or its answer was lost: connection refused or dropped, or the server said 503. Scoring is a
+pure function, so a resend is safe; but not after a timeout, which would double the load on a server that is
+already too slow.
 
 `InProcessBackend` runs `models.hf_backend.HfScorer` on one thread (the GPU, or torch's own CPU threads, is the
 parallelism; two forwards at once would only contend).
@@ -20,11 +21,13 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
 import httpx
+import orjson
 
 from service.errors import BadGateway, DeadlineExceeded, ServiceError, Unavailable
 from service.metrics import Metrics
 
 log = logging.getLogger(__name__)
+JSON_HEADERS = {"content-type": "application/json"}
 
 
 class ScoreBackend(Protocol):
@@ -54,9 +57,10 @@ class VllmBackend:
         self.retries = retries
         self.metrics = metrics
         timeout = httpx.Timeout(timeout_s, connect=min(5.0, timeout_s))
-        # One pooled client per server; connections are reused across batches.
-        self._clients = [httpx.AsyncClient(base_url=u, timeout=timeout, limits=httpx.Limits(max_connections=64))
-                         for u in self.urls]
+        # One pooled client per server; connections are reused across batches, and given up after 2 s idle:
+        # vLLM's server closes idle ones after 5 s, and a request sent on a connection it is closing is lost.
+        limits = httpx.Limits(max_connections=64, keepalive_expiry=2.0)
+        self._clients = [httpx.AsyncClient(base_url=u, timeout=timeout, limits=limits) for u in self.urls]
         self._turn = itertools.count()
         self._last_ok: float | None = None
         self._last_error: str | None = None
@@ -80,19 +84,24 @@ class VllmBackend:
         raise error
 
     async def _call(self, n: int, batch: Sequence[Sequence[int]]) -> list[float]:
-        body = {"model": self.model, "input": [list(ids) for ids in batch], "use_activation": False}
+        body = orjson.dumps({"model": self.model, "input": [list(ids) for ids in batch], "use_activation": False})
         started = time.perf_counter()
         try:
-            response = await self._clients[n].post("/classify", json=body)
+            response = await self._clients[n].post("/classify", content=body, headers=JSON_HEADERS)
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             self.metrics.rm_upstream_errors.labels("connect").inc()
             raise _Retryable(Unavailable(f"reward-model server {self.urls[n]} is unreachable")) from exc
         except httpx.TimeoutException as exc:
             self.metrics.rm_upstream_errors.labels("timeout").inc()
             raise DeadlineExceeded(f"reward-model server {self.urls[n]} did not answer in time") from exc
-        except httpx.HTTPError as exc:  # connection dropped mid-call: the batch may have been computed
-            self.metrics.rm_upstream_errors.labels("connect").inc()
-            raise BadGateway(f"reward-model server {self.urls[n]} dropped the connection: {exc}") from exc
+        except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
+            # The connection dropped (a server restarting, or closing an idle connection as we sent): the batch
+            # may have been computed, but scoring is a pure function, so sending it again is safe.
+            self.metrics.rm_upstream_errors.labels("dropped").inc()
+            raise _Retryable(Unavailable(f"reward-model server {self.urls[n]} dropped the connection")) from exc
+        except httpx.HTTPError as exc:
+            self.metrics.rm_upstream_errors.labels("other").inc()
+            raise BadGateway(f"reward-model server {self.urls[n]} failed: {exc!r}") from exc
         finally:
             self.metrics.rm_upstream_latency.labels(self.name).observe(time.perf_counter() - started)
         return self._scores(n, response, len(batch))

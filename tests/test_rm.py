@@ -97,10 +97,10 @@ def test_hf_backend_matches_direct_computation_single_and_batched(
         tiny_checkpoint: Path, mixed_ids: list[list[int]], direct: list[float]) -> None:
     from models.hf_backend import BatchPlan, HfScorer
 
-    scorer = HfScorer(inspect(str(tiny_checkpoint)), device="cpu")
+    scorer = HfScorer.load(inspect(str(tiny_checkpoint)), device="cpu")
     assert _close(scorer.score(mixed_ids), direct)
     assert _close([scorer.score([x])[0] for x in mixed_ids], direct)
-    small = HfScorer(inspect(str(tiny_checkpoint)), device="cpu", plan=BatchPlan(max_batch_tokens=1200))
+    small = HfScorer.load(inspect(str(tiny_checkpoint)), device="cpu", plan=BatchPlan(max_batch_tokens=1200))
     assert _close(small.score(mixed_ids), direct)  # several batches, regrouped by length
 
 
@@ -125,7 +125,7 @@ def test_loader_finds_the_head_by_tensor_names(tiny_checkpoint: Path, tmp_path: 
     (copy / "config.json").write_text(json.dumps({**config, "architectures": [architecture]}))
     checkpoint = inspect(str(copy))
     assert checkpoint.architecture == architecture
-    assert _close(HfScorer(checkpoint, device="cpu").score(mixed_ids[:2]), direct[:2])
+    assert _close(HfScorer.load(checkpoint, device="cpu").score(mixed_ids[:2]), direct[:2])
 
 
 def test_checkpoint_without_a_head_is_refused(tmp_path: Path) -> None:
@@ -223,7 +223,7 @@ def test_model_reward_is_the_score_in_request_order(rm_gateway: Gateway, tiny_ch
     body = answer.json()
     assert _close(body["rewards"], [direct[i] for i in order])
     assert [i["model"]["score"] for i in body["items"]] == body["rewards"]
-    assert all(i["tests"] is None for i in body["items"])
+    assert all(i["tests"] is None and i["code"] is None for i in body["items"])  # no program was run
 
 
 def test_combined_reward_weighs_tests_and_score(rm_gateway: Gateway, direct: list[float]) -> None:
@@ -316,3 +316,37 @@ def test_vllm_down_gives_503_then_recovers(vllm_gateway: Gateway, vllm_server: V
         vllm_server.start()
     answer = _post(vllm_gateway, {"items": _model_items([f"back = {time.monotonic_ns()}"]), "reward": "model"})
     assert answer.status_code == 200, answer.text
+
+
+# --- batching plan and the GPU benchmark's CPU mode -------------------------------------------------------------
+
+
+def test_batch_plan_respects_budget_rows_and_padding() -> None:
+    import random
+
+    from models.hf_backend import BatchPlan, plan_batches
+
+    lengths = [random.Random(n).randint(150, 1400) for n in range(300)] + [5000]
+    plan = BatchPlan(max_batch_tokens=8192, max_batch_rows=16, max_pad_share=0.1)
+    batches = plan_batches(lengths, plan)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    for batch in batches:
+        longest = max(lengths[i] for i in batch)
+        assert len(batch) <= 16
+        assert len(batch) == 1 or len(batch) * longest <= 8192
+        assert min(lengths[i] for i in batch) >= 0.9 * longest
+
+
+def test_gpu_benchmark_runs_on_cpu_at_tiny_size(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    out = tmp_path / "gpu_rm.json"
+    result = subprocess.run([sys.executable, "-m", "loadtest.gpu_rm", "--tiny", "--sequences", "24", "--repeats", "1",
+                             "--out", str(out)], capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    figures = json.loads(out.read_text())
+    assert figures["device"] == "cpu" and figures["sequences"] == 24
+    assert figures["product"]["tokens_per_s"] > 0 and 0 < figures["product"]["mfu"] < 1
+    assert figures["max_score_difference"] < TOLERANCE  # no mask vs mask: the same scores
+    assert "MFU" in result.stdout
