@@ -7,6 +7,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
 from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
@@ -22,6 +23,7 @@ from service.errors import ClientDisconnected, ServiceError, Unavailable
 from service.executors import embedded_executor, queued_executor
 from service.metrics import Metrics
 from service.model_reward import model_rewarder
+from service.openrlhf import OpenRLHFAdapter, load_dataset
 from service.request_metrics import RequestMetricsMiddleware
 from service.rewards import Executor, RewardService
 from service.settings import Settings
@@ -39,18 +41,21 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         backend: AbstractAsyncContextManager[Executor] = (
             queued_executor(settings, metrics) if settings.redis_url else embedded_executor(settings))
+        dataset = await asyncio.to_thread(load_dataset, Path(settings.dataset_path)) if settings.dataset_path else None
         async with backend as executor, model_rewarder(settings, metrics) as model:
             app.state.rewards = RewardService(executor, settings, metrics, model)
+            app.state.openrlhf = OpenRLHFAdapter(app.state.rewards, settings, dataset)
             try:
                 yield
             finally:
-                app.state.rewards = None
+                app.state.rewards = app.state.openrlhf = None
 
     app = FastAPI(title="AceCoder reward service", version="0.1.0", lifespan=lifespan)
-    app.state.rewards = None
+    app.state.rewards = app.state.openrlhf = None
     app.state.metrics = metrics
     _install_error_handlers(app)
     _install_routes(app)
+    _install_trainer_routes(app)
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     # Outside the body limit (an unauthenticated caller is refused before its body is read), inside the
     # request metrics (refusals are counted).
@@ -88,6 +93,13 @@ def _install_routes(app: FastAPI) -> None:
         return Response(result.model_dump_json(), media_type="application/json")
 
 
+def _openrlhf(request: Request) -> OpenRLHFAdapter:
+    adapter = request.app.state.openrlhf
+    if adapter is None:
+        raise Unavailable("the sandbox pool is not ready")
+    return adapter
+
+
 async def _until_disconnect(request: Request, work: Awaitable[T]) -> T:
     """Runs `work`, cancelling it if the client goes away: its queued model inputs are then dropped before
     compute and its queued test jobs withdrawn, instead of being computed for nobody. The body is read by
@@ -112,6 +124,14 @@ async def _until_disconnect(request: Request, work: Awaitable[T]) -> T:
         raise
     finally:
         watcher.cancel()
+
+
+def _install_trainer_routes(app: FastAPI) -> None:
+    @app.post("/get_reward", response_model=protocol.OpenRLHFResponse, responses=ERROR_RESPONSES)
+    async def get_reward(body: protocol.OpenRLHFRequest, request: Request) -> Response:
+        """OpenRLHF's remote reward protocol (`--remote_rm_url http://HOST:PORT/get_reward`)."""
+        result = await _until_disconnect(request, _openrlhf(request).get_reward(body))
+        return Response(result.model_dump_json(), media_type="application/json")
 
 
 def _install_error_handlers(app: FastAPI) -> None:

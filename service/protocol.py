@@ -91,3 +91,25 @@ class ErrorBody(BaseModel):
 
 class ErrorResponse(BaseModel):
     error: ErrorBody
+
+
+class OpenRLHFRequest(StrictModel):
+    """OpenRLHF's remote reward call, as its trainer sends it, plus optional overrides of the server's choice."""
+
+    query: list[str] = Field(min_length=1, description="Prompt + response, as the policy produced them.")
+    prompts: list[str] | None = Field(None, description="The prompts; each response is its query minus this "
+                                      "prefix. Without them, the response follows the last Qwen assistant marker.")
+    labels: list[str] | None = Field(None, description="Per sample: a JSON list of asserts, a JSON object "
+                                     "{\"tests\": [...], \"question\": ...}, or a key into the server's dataset.")
+    reward: Literal["tests", "model", "combined"] | None = Field(None, description="Overrides "
+                                                                  "ACECODER_OPENRLHF_REWARD for this call.")
+    tests_reward: Literal["pass_rate", "binary"] | None = Field(None, description="Overrides "
+                                                                 "ACECODER_OPENRLHF_TESTS_REWARD.")
+    weights: Weights | None = Field(None, description="Overrides the combined reward's weights.")
+
+
+class OpenRLHFResponse(BaseModel):
+    rewards: list[float]
+    scores: list[float] = Field(description="The same values (OpenRLHF reads them for dynamic filtering).")
+    extra_logs: dict[str, list[float]] = Field(description="Per-sample figures the trainer logs: pass_rate, "
+                                               "model_score, no_code.")

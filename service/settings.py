@@ -109,6 +109,16 @@ class Settings(BaseSettings):
     rm_upstream_retries: int = Field(2, ge=0, description="Retries of a batch on another vLLM server, only when "
                                      "it was surely not computed (connection refused, 503).")
 
+    openrlhf_reward: Literal["tests", "model", "combined"] = Field(
+        "tests", description="The reward POST /get_reward answers (a request may override it); without a reward "
+                             "model it falls back to tests.")
+    openrlhf_tests_reward: Literal["pass_rate", "binary"] = Field(
+        "binary", description="The tests reward /get_reward uses (AceCoder's published RL runs used binary).")
+    openrlhf_weight_tests: float = Field(1.0, description="Weight of the tests reward in /get_reward's combined.")
+    openrlhf_weight_model: float = Field(1.0, description="Weight of the model score in /get_reward's combined.")
+    dataset_path: str | None = Field(None, description="AceCode-style JSONL (.gz ok): rows with id, question, "
+                                     "test_cases; a /get_reward label may be a row's id.")
+
     def vllm_urls(self) -> list[str]:
         return [u.strip().rstrip("/") for u in self.vllm_url.split(",") if u.strip()]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import schemathesis
 from hypothesis import HealthCheck, settings
+from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from service.app import create_app
 from service.settings import Settings
@@ -32,4 +33,8 @@ schema = schemathesis.openapi.from_dict(_as_configured(create_app(Settings()).op
 def test_api_fuzz_finds_no_server_error(case: schemathesis.Case, gateway: Gateway) -> None:
     response = case.call(base_url=gateway.url, timeout=120)
     assert response.status_code < 500, (case.as_curl_command(), response.text)
-    case.validate_response(response)
+    # /get_reward's inputs are valid by their content (a query holding its prompt or an assistant marker, a
+    # label holding tests), which no schema can say: a 422 there is not a schema violation. Every other check
+    # (no 5xx, answers as documented) applies to it too.
+    excluded = [positive_data_acceptance] if case.path == "/get_reward" else []
+    case.validate_response(response, excluded_checks=excluded)

@@ -10,11 +10,12 @@ from tests.conftest import REPO
 
 def test_ruff_is_clean() -> None:
     result = subprocess.run([sys.executable, "-m", "ruff", "check", "service", "sandbox_worker", "models", "loadtest",
-                             "tests"], cwd=REPO, capture_output=True, text=True, check=False)
+                             "tests", "client"], cwd=REPO, capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_mypy_is_clean() -> None:
-    result = subprocess.run([sys.executable, "-m", "mypy", "service", "sandbox_worker", "models", "loadtest"],
+    result = subprocess.run([sys.executable, "-m", "mypy", "service", "sandbox_worker", "models", "loadtest",
+                             "client/acecoder_reward_client"],
                             cwd=REPO, capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
