@@ -9,7 +9,8 @@ RUN python -m venv /opt/venv && /opt/venv/bin/pip install --no-cache-dir \
     "fastapi==0.136.3" "uvicorn==0.54.0" "pydantic==2.14.3" "pydantic-settings==2.16.3" \
     "prometheus-client==0.26.0" "httpx==0.28.1" \
     "uvloop==0.23.0" "httptools==0.9.0" "orjson==3.13.0" "redis==8.1.0" "hiredis==3.5.0" \
-    "transformers==5.19.0" "tokenizers==0.23.3" "jinja2==3.1.6" "safetensors==0.8.0" "huggingface-hub==2.4.0"
+    "transformers==5.19.0" "tokenizers==0.23.3" "jinja2==3.1.6" "safetensors==0.8.0" "huggingface-hub==2.4.0" \
+    "tqdm==4.70.1"
 COPY service ./service
 COPY sandbox_worker ./sandbox_worker
 COPY models ./models

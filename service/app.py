@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service import protocol
 from service.auth import BearerAuthMiddleware
+from service.best_of_n import BestOfN
 from service.body_limit import BodyLimitMiddleware
 from service.errors import ClientDisconnected, ServiceError, Unavailable
 from service.executors import embedded_executor, queued_executor
@@ -131,6 +132,12 @@ def _install_trainer_routes(app: FastAPI) -> None:
     async def get_reward(body: protocol.OpenRLHFRequest, request: Request) -> Response:
         """OpenRLHF's remote reward protocol (`--remote_rm_url http://HOST:PORT/get_reward`)."""
         result = await _until_disconnect(request, _openrlhf(request).get_reward(body))
+        return Response(result.model_dump_json(), media_type="application/json")
+
+    @app.post("/v1/best-of-n", response_model=protocol.BestOfNResponse, responses=ERROR_RESPONSES)
+    async def best_of_n(body: protocol.BestOfNRequest, request: Request) -> Response:
+        """Ranks N candidates to one question and names the best."""
+        result = await _until_disconnect(request, BestOfN(_rewards(request)).choose(body))
         return Response(result.model_dump_json(), media_type="application/json")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from pathlib import Path
 
 from service.settings import Settings
 
@@ -21,6 +22,19 @@ def main(argv: list[str] | None = None) -> None:
     worker.add_argument("--name", help="consumer name, unique per worker (default: HOSTNAME-PID)")
     health = sub.add_parser("worker-health", help="exit 0 while a worker on this host (or --name) is alive")
     health.add_argument("--name", help="the worker's name (default: any worker on this host)")
+    score = sub.add_parser("score", help="score a JSONL file of items ({question?, response, tests?}) through a "
+                                         "running service (--url) or in process")
+    _common(score)
+    score.add_argument("--reward", choices=["tests", "model", "combined"], default="tests")
+    score.add_argument("--tests-reward", choices=["pass_rate", "binary"], default="pass_rate")
+    score.add_argument("--batch", type=int, default=32, help="items per request")
+    bon = sub.add_parser("best-of-n", help="rank the candidates of each problem in a JSONL file ({question, "
+                                           "candidates, tests?}) and report how often the pick passes")
+    _common(bon)
+    bon.add_argument("--rank-by", choices=["model", "tests", "tests_then_model"],
+                     help="default: tests_then_model with tests and a reward model, tests with tests, else model")
+    bon.add_argument("--plot", type=Path, help="draw selection accuracy against N into this PNG (matplotlib)")
+    bon.add_argument("--seed", type=int, default=0, help="seed of the random-candidate baseline")
     args = parser.parse_args(argv)
     settings = Settings()
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -33,10 +47,36 @@ def main(argv: list[str] | None = None) -> None:
         if args.concurrency is not None and args.concurrency < 1:
             parser.error("--concurrency must be at least 1")
         run_worker(settings, args.concurrency, args.name)
+    elif args.command in ("score", "best-of-n"):
+        _batch(args, settings)
     else:
         from service.worker import check_health
 
         raise SystemExit(check_health(settings, args.name))
+
+
+def _common(command: argparse.ArgumentParser) -> None:
+    command.add_argument("file", type=Path, help="input JSONL (.gz ok)")
+    command.add_argument("--out", type=Path, help="results JSONL (default: stdout)")
+    command.add_argument("--url", help="a running service; default: score in this process, configured by the "
+                                       "ACECODER_* settings (sandbox pool; reward model if ACECODER_RM_BACKEND)")
+    command.add_argument("--token", help="bearer token for --url (default: ACECODER_REWARD_TOKEN)")
+    command.add_argument("--concurrency", type=int, default=4, help="requests in flight")
+
+
+def _batch(args: argparse.Namespace, settings: Settings) -> None:
+    import os
+
+    from service import batch_cli
+
+    logging.getLogger().setLevel(max(logging.WARNING, logging.getLogger().level))  # the progress bar speaks
+    token = args.token or os.environ.get("ACECODER_REWARD_TOKEN")
+    if args.command == "score":
+        batch_cli.run_score(settings, args.file, args.out, args.url, token, args.reward, args.tests_reward,
+                            args.batch, args.concurrency)
+    else:
+        batch_cli.run_best_of_n(settings, args.file, args.out, args.url, token, args.rank_by, args.concurrency,
+                                args.plot, args.seed)
 
 
 def _serve(settings: Settings, host: str, port: int) -> None:

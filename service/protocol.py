@@ -113,3 +113,23 @@ class OpenRLHFResponse(BaseModel):
     scores: list[float] = Field(description="The same values (OpenRLHF reads them for dynamic filtering).")
     extra_logs: dict[str, list[float]] = Field(description="Per-sample figures the trainer logs: pass_rate, "
                                                "model_score, no_code.")
+
+
+class BestOfNRequest(StrictModel):
+    question: str = Field(min_length=1, description="The problem the candidates answer.")
+    candidates: list[str] = Field(min_length=1, description="N raw responses.")
+    tests: list[str] = Field([], description="Tests for every candidate; needed to rank by tests.")
+    rank_by: Literal["model", "tests", "tests_then_model"] | None = Field(
+        None, description="model: AceCodeRM score; tests: pass rate (ties: lowest index); tests_then_model: pass "
+                          "rate, ties broken by the score. Default: tests_then_model with tests and a reward "
+                          "model, tests with tests only, model without tests.")
+    limits: LimitsIn | None = None
+
+
+class BestOfNResponse(BaseModel):
+    rank_by: Literal["model", "tests", "tests_then_model"]
+    chosen: int = Field(description="Index of the best candidate.")
+    ranking: list[int] = Field(description="Candidate indices, best first.")
+    scores: list[float] | None = Field(description="AceCodeRM score per candidate (when the model was used).")
+    pass_rates: list[float] | None = Field(description="Test pass rate per candidate (when tests were run).")
+    items: list[ItemOut]

@@ -14,14 +14,19 @@ from tests.conftest import Gateway
 
 def _as_configured(spec: dict) -> dict:
     """The schema the running gateway serves (built without starting a sandbox pool), narrowed to what this
-    gateway is configured to accept: it has no reward model, so `reward: model|combined` answer 422 by design
-    (tested in test_rm.py), and the tests reward needs at least one test per item. Everything else is fuzzed
+    gateway is configured to accept: it has no reward model, so `reward: model|combined` (and best-of-N by the
+    model) answer 422 by design (tested in test_rm.py and test_best_of_n.py), and ranking or rewarding by tests
+    needs at least one test. Everything else is fuzzed
     as published."""
     schemas = spec["components"]["schemas"]
     schemas["RewardRequest"]["properties"]["reward"]["enum"] = ["tests"]
     del schemas["RewardRequest"]["properties"]["weights"]
     schemas["RewardItem"]["properties"]["tests"]["minItems"] = 1
     schemas["RewardItem"]["required"].append("tests")
+    best_of_n = schemas["BestOfNRequest"]
+    best_of_n["properties"]["rank_by"] = {"anyOf": [{"type": "string", "enum": ["tests"]}, {"type": "null"}]}
+    best_of_n["properties"]["tests"]["minItems"] = 1
+    best_of_n["required"].append("tests")
     return spec
 
 
