@@ -10,7 +10,7 @@ RUN python -m venv /opt/venv && /opt/venv/bin/pip install --no-cache-dir \
     "prometheus-client==0.26.0" "httpx==0.28.1" \
     "uvloop==0.23.0" "httptools==0.9.0" "orjson==3.13.0" "redis==8.1.0" "hiredis==3.5.0" \
     "transformers==5.19.0" "tokenizers==0.23.3" "jinja2==3.1.6" "safetensors==0.8.0" "huggingface-hub==2.4.0" \
-    "tqdm==4.70.1"
+    "tqdm==4.70.1" "python-json-logger==4.2.0"
 COPY service ./service
 COPY sandbox_worker ./sandbox_worker
 COPY models ./models

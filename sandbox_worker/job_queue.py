@@ -34,6 +34,7 @@ class Job:
     response: str
     tests: list[str]
     limits: dict[str, Any]
+    request_id: str | None = None  # the gateway request it belongs to, for the worker's log lines
 
     def encode_data(self) -> bytes:
         return orjson.dumps(self)  # orjson serialises dataclasses natively (asdict would deep-copy first)
@@ -43,7 +44,9 @@ class Job:
 
     @classmethod
     def decode(cls, fields: StreamFields) -> Job:
-        return cls(**orjson.loads(fields[DATA_FIELD.encode()]))
+        data = orjson.loads(fields[DATA_FIELD.encode()])
+        # Fields this worker does not know (a newer gateway mid-rollout) are ignored, not fatal.
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
 
     def limits_capped(self, caps: Limits) -> Limits:
         """The gateway capped the limits already; a worker still holds them to its own maxima."""

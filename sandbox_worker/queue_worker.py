@@ -32,7 +32,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from sandbox_worker import judge, queue_reclaim
+from sandbox_worker import judge, log_context, queue_reclaim
 from sandbox_worker.executor import ItemResult, Limits, TestExecutor
 from sandbox_worker.job_queue import Job, RedisClock, StreamFields, connect, describe_url, encode_result, ensure_group
 from sandbox_worker.queue_keys import DATA_FIELD, GROUP, HANDED_BACK, QueueKeys
@@ -252,6 +252,7 @@ class QueueWorker:
 
     async def _process(self, claim: Claim) -> None:
         job = claim.job
+        log_context.request_id.set(job.request_id)  # this task's log lines belong to that request
         now_ms = self.clock.now_ms()
         queued_s = (now_ms - job.enqueued_ms) / 1000
         if now_ms >= job.deadline_ms:
@@ -271,7 +272,10 @@ class QueueWorker:
         except Exception as exc:  # a bug of ours, not the candidate's: say so rather than hold the job
             log.exception("job %s failed in the worker", job.id)
             result = ItemResult(None, judge.not_run("infra_error", len(job.tests), f"worker error: {exc!r}"))
-        raw = encode_result(job.id, result, queued_s, time.monotonic() - started, self.config.name)
+        run_s = time.monotonic() - started
+        log.debug("job %s: %s, %d/%d tests passed, %.3f s", job.id, result.tests.status, result.tests.passed,
+                  result.tests.total, run_s)
+        raw = encode_result(job.id, result, queued_s, run_s, self.config.name)
         self._commit_soon(claim, raw, "done")
 
     def _commit_soon(self, claim: Claim, raw: bytes | None, outcome: str, dead_letter: bytes | None = None) -> None:

@@ -25,6 +25,7 @@ from service.executors import embedded_executor, queued_executor
 from service.metrics import Metrics
 from service.model_reward import model_rewarder
 from service.openrlhf import OpenRLHFAdapter, load_dataset
+from service.request_ids import RequestIdMiddleware
 from service.request_metrics import RequestMetricsMiddleware
 from service.rewards import Executor, RewardService
 from service.settings import Settings
@@ -62,6 +63,7 @@ def create_app(settings: Settings) -> FastAPI:
     # request metrics (refusals are counted).
     app.add_middleware(BearerAuthMiddleware, tokens=[t.get_secret_value() for t in settings.auth_tokens])
     _install_request_metrics(app, metrics)
+    app.add_middleware(RequestIdMiddleware)  # outermost: every log line of the request, refusals too, has its id
     return app
 
 

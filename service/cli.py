@@ -6,6 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from service.logs import configure_logging
 from service.settings import Settings
 
 
@@ -37,8 +38,7 @@ def main(argv: list[str] | None = None) -> None:
     bon.add_argument("--seed", type=int, default=0, help="seed of the random-candidate baseline")
     args = parser.parse_args(argv)
     settings = Settings()
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per reward-model batch otherwise
+    configure_logging(settings)
     if args.command == "serve":
         _serve(settings, args.host or settings.host, args.port or settings.port)
     elif args.command == "worker":
@@ -84,7 +84,10 @@ def _serve(settings: Settings, host: str, port: int) -> None:
 
     from service.app import create_app
 
-    uvicorn.run(create_app(settings), host=host, port=port, log_level=settings.log_level, access_log=False)
+    # log_config=None: uvicorn's records go through our handler (text or JSON, with request ids); the access
+    # log is ours too (service/request_ids.py).
+    uvicorn.run(create_app(settings), host=host, port=port, log_level=settings.log_level, access_log=False,
+                log_config=None)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from sandbox_worker import log_context
 from sandbox_worker.executor import ItemResult, Limits
 from sandbox_worker.job_queue import Job, QueuedResult, RedisClock, connect, decode_result, describe_url, ensure_group
 from sandbox_worker.queue_keys import DATA_FIELD, GROUP, QueueKeys
@@ -123,7 +124,8 @@ class QueuedExecutor:
         timeout_s = self.config.request_timeout_s
         request = _Request(len(items), asyncio.get_running_loop().create_future())
         waits = [_Waiting(Job(f"{self.gateway_id}:{next(self._seq)}", self.keys.reply(self.gateway_id),
-                              now_ms + int(timeout_s * 1000), now_ms, response, tests, limits.__dict__), request)
+                              now_ms + int(timeout_s * 1000), now_ms, response, tests, limits.__dict__,
+                              log_context.request_id.get()), request)
                  for response, tests in items]
         for w in waits:
             self._waiting[w.job.id] = w

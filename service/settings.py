@@ -19,6 +19,8 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="Address the gateway listens on.")
     port: int = Field(8000, description="Port the gateway listens on.")
     log_level: str = Field("info", description="Python logging level.")
+    log_format: Literal["text", "json"] = Field("text", description="'json': one JSON object per log line "
+                                                "(time, level, logger, message, request_id), for log pipelines.")
     auth_tokens: list[SecretStr] = Field(
         [], description="Bearer tokens accepted on every route but /health and /metrics (JSON list, e.g. from a "
                         "Kubernetes Secret); empty: no auth. List old and new together to rotate.")
