@@ -18,6 +18,8 @@ COPY loadtest ./loadtest
 RUN /opt/venv/bin/pip install --no-cache-dir --no-deps .
 
 FROM python:3.11-slim
+# The gateway runs as this user (its manifest sets runAsUser 10001); workers stay root for the sandbox.
+RUN useradd --uid 10001 --user-group --create-home --shell /usr/sbin/nologin acecoder
 COPY --from=build /opt/venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH ACECODER_HOST=0.0.0.0 ACECODER_PORT=8000 PYTHONDONTWRITEBYTECODE=1
 EXPOSE 8000

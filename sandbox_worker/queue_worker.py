@@ -40,6 +40,8 @@ from sandbox_worker.queue_keys import DATA_FIELD, GROUP, HANDED_BACK, QueueKeys
 log = logging.getLogger(__name__)
 REDIS_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
 READ_BLOCK_MS = 500  # how long a claim waits for work; also how fast the fetcher notices SIGTERM
+FETCH_STOP_SLACK_S = 5.0  # past BLOCK plus this, a claim read at shutdown is taken as wedged
+SHUTDOWN_SLACK_S = 10.0  # stopping takes at most the drain time plus this
 RETRY_S = 0.5
 # A job's end, atomic: result to the gateway's reply list (if any), the job to the dead-letter stream (if
 # so), then acknowledge and delete the entry and count the outcome. XACK fails with NOGROUP after a Redis
@@ -129,11 +131,31 @@ class QueueWorker:
         log.info("worker %s claiming from %s (%s), concurrency %d", self.config.name, self.keys.jobs,
                  describe_url(self.config.redis_url), self.config.concurrency)
         await self._stopping.wait()
+        try:
+            # Every step below is bounded on its own; this bound is the backstop that keeps a worker inside
+            # its pod's grace period whatever hangs (jobs left claimed are reclaimed by other workers).
+            async with asyncio.timeout(self.config.drain_s + SHUTDOWN_SLACK_S):
+                await self._drain(fetcher, runners, heartbeats)
+        except TimeoutError:
+            log.error("worker %s did not finish stopping within %.0f s; exiting, its claimed jobs will be "
+                      "reclaimed", self.config.name, self.config.drain_s + SHUTDOWN_SLACK_S)
+        log.info("worker %s stopped after %d jobs", self.config.name, self._jobs_done)
+
+    async def _drain(self, fetcher: asyncio.Task[None], runners: list[asyncio.Task[None]],
+                     heartbeats: asyncio.Task[None]) -> None:
         self._drain_until = time.monotonic() + self.config.drain_s
         await self._notify()
         # Loops blocked on Redis end by themselves within a read timeout: cancelling a redis-py read can
         # wedge its connection. Jobs claimed ahead go back at once, so other workers run them meanwhile.
-        await asyncio.gather(fetcher, return_exceptions=True)
+        # A read that outlives its BLOCK by far is wedged already (seen once under load): cut it off, or the
+        # worker would sit out its whole grace period and be SIGKILLed.
+        done, _ = await asyncio.wait([fetcher], timeout=READ_BLOCK_MS / 1000 + FETCH_STOP_SLACK_S)
+        if not done:
+            log.warning("claim loop did not stop within %.1f s; cancelling it", READ_BLOCK_MS / 1000 +
+                        FETCH_STOP_SLACK_S)
+            fetcher.cancel()
+            await asyncio.gather(fetcher, return_exceptions=True)
+        log.debug("drain: claim loop stopped")
         ahead = list(self._ready)
         self._ready.clear()
         await self._hand_back(ahead)
@@ -141,13 +163,14 @@ class QueueWorker:
         for task in unfinished:  # still running when the drain time is up: cut off, handed back below
             task.cancel()
         await asyncio.gather(*runners, return_exceptions=True)
+        log.debug("drain: %d jobs claimed ahead handed back, slots stopped", len(ahead))
         await asyncio.gather(*self._commits, return_exceptions=True)
+        log.debug("drain: results stored")
         heartbeats.cancel()
         await asyncio.gather(heartbeats, return_exceptions=True)
         await self._hand_back(list(self._claimed.values()))
         await self._leave()
         await self.redis.aclose()
-        log.info("worker %s stopped after %d jobs", self.config.name, self._jobs_done)
 
     async def _connect(self) -> bool:
         """Waits for Redis (a worker may start first), then registers before it claims anything."""

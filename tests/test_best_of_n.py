@@ -122,3 +122,20 @@ def test_score_command_in_process(tmp_path: Path) -> None:
     assert [r["id"] for r in rows] == [s["id"] for s in source]
     assert 0 < sum(r["reward"] for r in rows) < 16 and {r["reward"] for r in rows} <= {0.0, 1.0}
     assert "items: 16" in result.stdout and "item/s" in result.stderr
+
+
+def test_score_command_through_the_service(gateway: Gateway, tmp_path: Path) -> None:
+    data = _subset("humaneval_items.jsonl.gz", 10, tmp_path)
+    result = _cli("score", str(data), "--url", gateway.url, "--tests-reward", "binary")
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert len(rows) == 10 and {r["reward"] for r in rows} <= {0.0, 1.0} and "items: 10" in result.stdout
+
+
+def test_best_of_n_command_in_process(tmp_path: Path) -> None:
+    data = _subset("humaneval_best_of_n.jsonl.gz", 6, tmp_path)
+    out = tmp_path / "bon.jsonl"
+    result = _cli("best-of-n", str(data), "--out", str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "selected candidate passes: 6/6" in result.stdout
+    assert len(out.read_text().splitlines()) == 6

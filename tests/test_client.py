@@ -157,3 +157,15 @@ def test_client_installs_and_imports_without_the_servers_dependencies(tmp_path: 
     listed = subprocess.run([str(python), "-m", "pip", "list", "--format=freeze"], capture_output=True, text=True,
                             check=True).stdout.lower()
     assert not any(f"{dep}==" in listed for dep in ("torch", "fastapi", "redis", "vllm", "transformers"))
+
+
+def test_openrlhf_custom_function(gateway: Gateway, humaneval_subset: list[Problem],
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from acecoder_reward_client import openrlhf
+
+    monkeypatch.setenv("ACECODER_REWARD_URL", gateway.url)
+    p = humaneval_subset[4]
+    prompt = f"<|im_start|>user\n{p.prompt}<|im_end|>\n<|im_start|>assistant\n"
+    out = openrlhf.reward_func([prompt + p.solution, prompt + "pass"], [prompt, prompt], [json.dumps(p.tests)] * 2)
+    assert out["rewards"].tolist() == [1.0, 0.0] and out["scores"].tolist() == [1.0, 0.0]
+    assert set(out["extra_logs"]) == {"pass_rate", "no_code"}

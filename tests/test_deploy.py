@@ -153,6 +153,8 @@ def test_vllm_gets_a_gpu_a_model_cache_and_a_long_startup() -> None:
 def test_gateway_is_non_root_autoscaled_and_budgeted() -> None:
     pod = _pod("acecoder-gateway")
     assert pod["securityContext"]["runAsNonRoot"] is True
+    uid = re.search(r"useradd --uid (\d+)", (REPO / "Dockerfile").read_text())
+    assert uid is not None and pod["securityContext"]["runAsUser"] == int(uid.group(1))  # a user the image has
     assert pod["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True
     assert _one("HorizontalPodAutoscaler", "acecoder-gateway")["spec"]["scaleTargetRef"]["name"] == "acecoder-gateway"
     for name in ("acecoder-gateway", "acecoder-worker", "acecoder-vllm"):
