@@ -79,7 +79,10 @@ class OpenRLHFAdapter:
 
     async def get_reward(self, body: protocol.OpenRLHFRequest) -> protocol.OpenRLHFResponse:
         request = self._reward_request(body)
-        result = await self.rewards.score(request)
+        try:
+            result = await self.rewards.score(request)
+        except InvalidRequest as exc:  # named in this request's terms: items.3.response -> query.3
+            raise _renamed(exc) from exc
         logs: dict[str, list[float]] = {}
         if request.reward != "model":
             logs["pass_rate"] = [i.tests.pass_rate if i.tests else 0.0 for i in result.items]
@@ -134,3 +137,19 @@ class OpenRLHFAdapter:
             where = "the server has no dataset (ACECODER_DATASET_PATH)" if not self.dataset else "not in the dataset"
             raise InvalidRequest(f"labels.{i}: {text[:80]!r} is not a test list, and {where}", field=f"labels.{i}")
         return task
+
+
+def _renamed(exc: InvalidRequest) -> InvalidRequest:
+    """items.N.response -> query.N, items.N.tests -> labels.N, items -> query; the message's prefix too."""
+    field = exc.field
+    if field is None or not field.startswith("items"):
+        return exc
+    parts = field.split(".")
+    if len(parts) >= 3:
+        new = f"{'labels' if parts[2] == 'tests' else 'query'}.{parts[1]}"
+    else:
+        new = "query"
+    message = exc.message
+    if message.startswith(f"{field}:"):
+        message = new + message[len(field):]
+    return InvalidRequest(message, field=new)

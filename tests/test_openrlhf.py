@@ -92,6 +92,8 @@ def test_many_samples_in_one_request_and_pass_rate_override(gateway: Gateway, pr
     ({"query": [chat_prompt("q") + "x"]}, "labels.0"),
     ({"query": [chat_prompt("q") + "x"], "labels": ['["assert True"]'], "reward": "model"}, "reward"),
     ({"query": []}, "query"),
+    ({"query": [chat_prompt("q") + "x"] * 1025, "labels": ['["assert True"]'] * 1025}, "query"),
+    ({"query": [chat_prompt("q") + "x"], "labels": [json.dumps(["assert 1"] * 513)]}, "labels.0"),
 ])
 def test_bad_calls_name_the_field(gateway: Gateway, body: dict, field: str) -> None:
     answer = httpx.post(gateway.url + "/get_reward", json=body, timeout=30)
