@@ -6,6 +6,8 @@ never reads them; here the LM head is never even loaded. The score is the head a
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -34,6 +36,28 @@ class AceCodeRM(nn.Module):
         """
         hidden = self.model(input_ids=input_ids, use_cache=False).last_hidden_state
         last = hidden[torch.arange(hidden.shape[0], device=hidden.device), lengths - 1]
+        return self.v_head.summary(last.to(self.v_head.summary.weight.dtype)).squeeze(-1)
+
+    def set_attention(self, implementation: str) -> None:
+        """Which attention function transformers' layers call: read from the config on every forward."""
+        config: Any = self.model.config
+        config._attn_implementation = implementation
+
+    @torch.inference_mode()
+    def forward_packed(self, input_ids: torch.Tensor, cu_seqlens: torch.Tensor, max_len: int) -> torch.Tensor:
+        """Scores of sequences laid end to end in one row: sequence i is `input_ids[cu_seqlens[i]:cu_seqlens[i+1]]`.
+
+        No padding anywhere: positions restart at 0 for each sequence, and the registered packed attention
+        (models.packed_attention) keeps each sequence's attention inside its own bounds. The base model's config
+        must name that attention implementation (HfScorer sees to it).
+        """
+        lengths = cu_seqlens[1:] - cu_seqlens[:-1]
+        starts = torch.repeat_interleave(cu_seqlens[:-1], lengths)
+        positions = torch.arange(input_ids.shape[0], device=input_ids.device) - starts
+        hidden = self.model(input_ids=input_ids[None], position_ids=positions[None], use_cache=False,
+                            cu_seq_lens_q=cu_seqlens, cu_seq_lens_k=cu_seqlens, max_length_q=max_len,
+                            max_length_k=max_len).last_hidden_state[0]
+        last = hidden[cu_seqlens[1:] - 1]
         return self.v_head.summary(last.to(self.v_head.summary.weight.dtype)).squeeze(-1)
 
 

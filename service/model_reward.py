@@ -111,5 +111,7 @@ async def _backend(settings: Settings, metrics: Metrics, tokenizer: Any) -> Scor
     checkpoint = await asyncio.to_thread(inspect, settings.rm_model)
     plan = BatchPlan(max_batch_tokens=settings.rm_max_batch_tokens, max_batch_rows=settings.rm_max_batch_items)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    scorer = await asyncio.to_thread(HfScorer.load, checkpoint, plan=plan, pad_token_id=pad)
+    fused = {"auto": None, "on": True, "off": False}[settings.rm_hf_compile]
+    scorer = await asyncio.to_thread(HfScorer.load, checkpoint, plan=plan, pad_token_id=pad, fused=fused)
+    await asyncio.to_thread(scorer.warm_up)  # compilation and kernel choice before the first request, not in it
     return InProcessBackend(scorer, metrics)

@@ -100,6 +100,9 @@ class Settings(BaseSettings):
     rm_overlong: Literal["reject", "truncate"] = Field(
         "reject", description="An input over the context: 'reject' answers 422 naming the item; 'truncate' keeps "
                               "its first tokens and the template's closing tokens (the end of the program is cut).")
+    rm_hf_compile: Literal["auto", "on", "off"] = Field(
+        "auto", description="hf backend: compiled kernels for the norms, MLP activation and rotary embedding "
+                            "(torch.compile; about 10% more throughput on a GPU). 'auto': on a GPU only.")
     rm_max_batch_items: int = Field(64, gt=0, description="Items in one batch sent to the backend.")
     rm_max_batch_tokens: int = Field(32768, gt=0, description="Tokens in one batch sent to the backend.")
     rm_max_wait_ms: float = Field(5.0, ge=0, description="How long the first item of a batch waits for others "

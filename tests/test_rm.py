@@ -104,6 +104,21 @@ def test_hf_backend_matches_direct_computation_single_and_batched(
     assert _close(small.score(mixed_ids), direct)  # several batches, regrouped by length
 
 
+@pytest.mark.parametrize("budget", [1200, 100_000])
+def test_packed_layout_matches_direct_computation(tiny_checkpoint: Path, mixed_ids: list[list[int]],
+                                                  direct: list[float], budget: int) -> None:
+    """Sequences laid end to end in one row (the GPU layout; per-sequence attention here on the CPU): each keeps
+    its own positions and attention bounds, so the scores are those of each sequence alone."""
+    from models.hf_backend import BatchPlan, HfScorer
+
+    scorer = HfScorer.load(inspect(str(tiny_checkpoint)), device="cpu", layout="packed",
+                           plan=BatchPlan(max_batch_tokens=budget))
+    assert scorer.layout == "packed" and not scorer.fused
+    assert _close(scorer.score(mixed_ids), direct)
+    assert _close(scorer.score(mixed_ids[::-1]), direct[::-1])
+    assert _close([scorer.score([x])[0] for x in mixed_ids], direct)
+
+
 def test_vllm_plugin_matches_direct_computation_single_and_batched(
         vllm_server: VllmServer, mixed_ids: list[list[int]], direct: list[float]) -> None:
     assert _close(_vllm_scores(vllm_server, mixed_ids), direct)
@@ -337,6 +352,24 @@ def test_batch_plan_respects_budget_rows_and_padding() -> None:
         assert min(lengths[i] for i in batch) >= 0.9 * longest
 
 
+def test_packed_plan_respects_budget_and_rows() -> None:
+    import itertools
+    import random
+
+    from models.hf_backend import BatchPlan, plan_packed
+
+    lengths = [random.Random(n).randint(150, 1400) for n in range(300)] + [9000]
+    batches = plan_packed(lengths, BatchPlan(max_batch_tokens=8192, max_batch_rows=16))
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    assert [9000] in [[lengths[i] for i in b] for b in batches]  # longer than the budget: alone
+    for batch in batches:
+        assert len(batch) <= 16
+        assert len(batch) == 1 or sum(lengths[i] for i in batch) <= 8192
+    # nothing padded, so a batch closes only when the next sequence would not fit, or at the row limit
+    for batch, after in itertools.pairwise(batches):
+        assert len(batch) == 16 or sum(lengths[i] for i in batch) + lengths[after[0]] > 8192
+
+
 def test_gpu_benchmark_runs_on_cpu_at_tiny_size(tmp_path: Path) -> None:
     import subprocess
     import sys
@@ -346,7 +379,12 @@ def test_gpu_benchmark_runs_on_cpu_at_tiny_size(tmp_path: Path) -> None:
                              "--out", str(out)], capture_output=True, text=True, timeout=300, check=False)
     assert result.returncode == 0, result.stderr[-2000:]
     figures = json.loads(out.read_text())
-    assert figures["device"] == "cpu" and figures["sequences"] == 24
-    assert figures["product"]["tokens_per_s"] > 0 and 0 < figures["product"]["mfu"] < 1
-    assert figures["max_score_difference"] < TOLERANCE  # no mask vs mask: the same scores
-    assert "MFU" in result.stdout
+    assert figures["device"] == "cpu" and figures["sequences"] == 24 and figures["product"] == "padded"
+    variants = figures["variants"]
+    assert set(variants) == {"masked_sorted_32", "padded", "packed", "packed_fused"}
+    for row in variants.values():
+        assert row["tokens_per_s"] > 0 and 0 < row["mfu"] < row["mfu_anchors_count"] < 1
+        # masked, unmasked, packed and compiled kernels: all the fp32 reference's scores
+        assert row["max_error_vs_fp32"] < TOLERANCE and row["max_score_difference"] < TOLERANCE
+    assert variants["packed"]["padding"] == 0 and variants["padded"]["padding"] > 0
+    assert "MFU" in result.stdout and "target MFU" in result.stdout
