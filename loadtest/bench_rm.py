@@ -184,6 +184,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--requests", type=int, default=256)
+    parser.add_argument("--vllm-arg", action="append", default=[], metavar="ARG",
+                        help="extra vLLM server flag, repeatable (e.g. --vllm-arg=--no-enable-prefix-caching)")
     parser.add_argument("--out", type=Path, default=REPO / "loadtest" / "results" / "bench_rm.json")
     return parser.parse_args(argv)
 
@@ -198,7 +200,8 @@ def main(argv: list[str] | None = None) -> None:
         work = Path(tmp)
         checkpoint = build_tiny_checkpoint(work / "model")
         tokenizer = AutoTokenizer.from_pretrained(checkpoint)
-        vllm = VllmServer(checkpoint, work / "vllm", served_model=SERVED, max_model_len=2048)
+        vllm = VllmServer(checkpoint, work / "vllm", served_model=SERVED, max_model_len=2048,
+                          extra_args=tuple(args.vllm_arg))
         log("starting vLLM ...")
         vllm.start()
         gateway = start_gateway(work / "gateway", {
@@ -210,7 +213,8 @@ def main(argv: list[str] | None = None) -> None:
         finally:
             stop_gateway(gateway)
             vllm.stop()
-    figures = {"machine": machine(), "rounds": args.rounds, "unique": unique, "duplicates": dups,
+    figures = {"machine": machine(), "rounds": args.rounds, "vllm_args": args.vllm_arg, "unique": unique,
+               "duplicates": dups,
                "gateway_metrics": metrics}
     print_report(figures)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -21,8 +21,9 @@ from loadtest.gateway_process import die_with_parent, free_port
 
 class VllmServer:
     def __init__(self, model_dir: Path, log_dir: Path, *, max_model_len: int = 1024, port: int | None = None,
-                 served_model: str | None = None) -> None:
+                 served_model: str | None = None, extra_args: tuple[str, ...] = ()) -> None:
         self.model_dir = model_dir
+        self.extra_args = extra_args
         self.log_dir = log_dir
         self.max_model_len = max_model_len
         self.port = port or free_port()
@@ -37,7 +38,7 @@ class VllmServer:
         return [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(self.model_dir),
                 "--served-model-name", self.served_model, "--runner", "pooling", "--dtype", "float32",
                 "--enforce-eager", "--gpu-memory-utilization", "0.3", "--max-model-len", str(self.max_model_len),
-                "--host", "127.0.0.1", "--port", str(self.port), "--disable-uvicorn-access-log"]
+                "--host", "127.0.0.1", "--port", str(self.port), "--disable-uvicorn-access-log", *self.extra_args]
 
     def start(self, timeout_s: float = 240.0) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
