@@ -291,6 +291,29 @@ def test_model_reward_without_a_backend_is_a_clear_4xx(client: httpx.Client) -> 
     assert "ACECODER_RM_BACKEND" in answer.json()["error"]["message"]
 
 
+@pytest.mark.parametrize("client", ["aiohttp", "httpx"])
+def test_gateway_benchmark_runs_and_checks_scores(vllm_gateway: Gateway, vllm_server: VllmServer,
+                                                  tiny_checkpoint: Path, client: str) -> None:
+    """loadtest/bench_rm.py's measuring loop, small, on the session's servers: both sides answer, the gateway's
+    scores are checked against vLLM's inside it, duplicates are deduplicated, and CPU is split by process."""
+    import argparse
+    import asyncio
+
+    from transformers import AutoTokenizer
+
+    from loadtest import bench_rm
+
+    assert vllm_gateway.proc is not None
+    args = argparse.Namespace(rounds=1, requests=24, client=client)
+    unique, dups = asyncio.run(bench_rm.measure_all(args, vllm_server, vllm_gateway.url, vllm_gateway.proc.pid,
+                                                    AutoTokenizer.from_pretrained(tiny_checkpoint)))
+    for w in (unique, dups):
+        assert w["direct_req_per_s"] > 0 and w["gateway_req_per_s"] > 0 and len(w["paired_ratios"]) == 1
+        gateway_side = w["cpu_s_per_round"]["gateway"]
+        assert gateway_side["gateway"] > 0 and any(k.startswith("vLLM:") for k in gateway_side)
+    assert dups["duplicate_share"] == bench_rm.DUPLICATE_SHARE
+
+
 def test_past_the_admission_limit_429(rm_gateway: Gateway) -> None:
     items = _model_items([f"def add(a, b):\n    return a + b + {i} - {i}\n" for i in range(65)])
     answer = _post(rm_gateway, {"items": items, "reward": "model"})
