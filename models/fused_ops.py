@@ -13,6 +13,7 @@ The matmuls stay cuBLAS calls and attention stays as it is, so scores match the 
 
 from __future__ import annotations
 
+import logging
 import sys
 import types
 from collections.abc import Callable
@@ -21,6 +22,8 @@ from typing import Any
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+log = logging.getLogger(__name__)
 
 
 def _rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
@@ -47,12 +50,33 @@ def _rotary(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tens
     return q * cos + _rotate_half(q) * sin, k * cos + _rotate_half(k) * sin
 
 
-_compiled: dict[str, Callable[..., Any]] = {}
+class _Kernel:
+    """A compiled function that falls back to its eager self for good if compiling it fails (no C compiler
+    for Triton's launcher in a slim image, say): slower, never down."""
+
+    def __init__(self, name: str, fn: Callable[..., Any]) -> None:
+        self.name, self.eager = name, fn
+        self.compiled: Callable[..., Any] | None = torch.compile(fn, dynamic=True)
+
+    def __call__(self, *args: Any) -> Any:
+        if self.compiled is not None:
+            try:
+                return self.compiled(*args)
+            except torch.OutOfMemoryError:
+                raise  # the eager function would need the same memory
+            except Exception as exc:  # torch.compile's failures come in many types
+                log.warning("compiled %s kernel failed (%s: %s); using the eager one from now on", self.name,
+                            type(exc).__name__, str(exc)[:300])
+                self.compiled = None
+        return self.eager(*args)
 
 
-def _kernel(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+_compiled: dict[str, _Kernel] = {}
+
+
+def _kernel(name: str, fn: Callable[..., Any]) -> _Kernel:
     if name not in _compiled:
-        _compiled[name] = torch.compile(fn, dynamic=True)
+        _compiled[name] = _Kernel(name, fn)
     return _compiled[name]
 
 

@@ -19,7 +19,7 @@ import pytest
 from loadtest.vllm_process import VllmServer
 from models.checkpoint import CheckpointError, inspect
 from models.prompt import INSTRUCTION_PREFIX, RESPONSE_PREFIX, PromptEncoder, PromptTooLong
-from tests.conftest import Gateway, start_gateway, stop_gateway
+from tests.conftest import REPO, Gateway, start_gateway, stop_gateway
 
 QUESTION = "Write a function add(a, b) that returns the sum of a and b."
 PROGRAMS = [
@@ -373,6 +373,34 @@ def test_batch_plan_respects_budget_rows_and_padding() -> None:
         assert len(batch) <= 16
         assert len(batch) == 1 or len(batch) * longest <= 8192
         assert min(lengths[i] for i in batch) >= 0.9 * longest
+
+
+def test_fused_kernels_fall_back_to_eager_when_compiling_fails(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    """No working C++ compiler (a slim image): each compiled kernel warns once and runs eagerly, and the
+    scores stay right. In a subprocess: fusing patches transformers' Qwen2 module for the whole process."""
+    import os
+    import subprocess
+    import sys
+
+    script = f"""
+import logging
+logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s %(message)s")
+from models.checkpoint import inspect
+from models.hf_backend import HfScorer
+ck = inspect({str(tiny_checkpoint)!r})
+rows = [[5, 6, 7, 8, 9], [9, 10, 11], list(range(40, 140))]
+eager = HfScorer.load(ck, device="cpu").score(rows)
+fused = HfScorer.load(ck, device="cpu", fused=True)
+assert fused.fused
+print("DIFF", max(abs(a - b) for a, b in zip(eager, fused.score(rows) + fused.score(rows), strict=False)))
+"""
+    env = {**os.environ, "CXX": str(tmp_path / "no-such-compiler"), "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "ind")}
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env,
+                            cwd=REPO, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("WARNING models.fused_ops")]
+    assert sorted(w.split()[3] for w in warnings) == ["rms_norm", "rotary", "silu_mul"], result.stderr[-3000:]
+    assert float(result.stdout.split("DIFF")[1]) < TOLERANCE
 
 
 def test_packed_plan_respects_budget_and_rows() -> None:
