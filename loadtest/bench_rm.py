@@ -91,10 +91,13 @@ class CpuMeter:
     def snapshot(self) -> dict[str, float]:
         out: dict[str, float] = {}
         for name, root in self.roots.items():
-            members = [(name, root)] if name == "load generator" else [(name, root)] + [
-                (f"{name}: {child.name()}", child) for child in root.children(recursive=True)]
-            for label, proc in members:
-                try:
+            try:
+                children = [] if name == "load generator" else root.children(recursive=True)
+            except self._psutil.Error:
+                children = []
+            for proc in [root, *children]:
+                try:  # a process may exit between the listing and the reading
+                    label = name if proc is root else f"{name}: {proc.name()}"
                     times = proc.cpu_times()
                 except self._psutil.Error:
                     continue

@@ -52,7 +52,8 @@ class AceCodeRM(nn.Module):
         must name that attention implementation (HfScorer sees to it).
         """
         lengths = cu_seqlens[1:] - cu_seqlens[:-1]
-        starts = torch.repeat_interleave(cu_seqlens[:-1], lengths)
+        # output_size given: no device-to-host sync to learn the total
+        starts = torch.repeat_interleave(cu_seqlens[:-1], lengths, output_size=input_ids.shape[0])
         positions = torch.arange(input_ids.shape[0], device=input_ids.device) - starts
         hidden = self.model(input_ids=input_ids[None], position_ids=positions[None], use_cache=False,
                             cu_seq_lens_q=cu_seqlens, cu_seq_lens_k=cu_seqlens, max_length_q=max_len,

@@ -8,7 +8,8 @@ shape, the packed forward went from 0.64 to 0.74 MFU). Only these small pure fun
 dynamic shapes: one compilation serves every layer and every batch size (compiling the whole model with graph
 breaks at attention would recompile per layer), in seconds rather than the minutes a whole-model compile takes.
 
-The matmuls stay cuBLAS calls and attention stays as it is, so scores match the eager path up to bf16 rounding.
+The matmuls stay cuBLAS calls and attention stays as it is, so scores match the eager path up to bf16 rounding
+(fp32 on a CPU: to ~1e-6).
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ log = logging.getLogger(__name__)
 
 
 def _rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
-    # Exactly Qwen2RMSNorm's arithmetic: statistics in fp32, scale applied after the cast back.
+    # Qwen2RMSNorm's arithmetic: statistics in fp32, scale applied after the cast back. Compiled, the
+    # intermediate bf16 roundings are fused away (the last bit of some elements differs from eager; against an
+    # fp32 copy the fused scores came out closer, see README).
     dtype = x.dtype
     h = x.float()
     h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + eps)
@@ -59,16 +62,20 @@ class _Kernel:
         self.compiled: Callable[..., Any] | None = torch.compile(fn, dynamic=True)
 
     def __call__(self, *args: Any) -> Any:
-        if self.compiled is not None:
-            try:
-                return self.compiled(*args)
-            except torch.OutOfMemoryError:
-                raise  # the eager function would need the same memory
-            except Exception as exc:  # torch.compile's failures come in many types
-                log.warning("compiled %s kernel failed (%s: %s); using the eager one from now on", self.name,
-                            type(exc).__name__, str(exc)[:300])
-                self.compiled = None
-        return self.eager(*args)
+        if self.compiled is None:
+            return self.eager(*args)
+        try:
+            return self.compiled(*args)
+        except torch.OutOfMemoryError:
+            raise  # the eager function would need the same memory
+        except Exception as exc:  # torch.compile's failures come in many types
+            # The same inputs, eagerly: if that fails too, the inputs are at fault (raise, keep compiling);
+            # if it works, compilation is what broke, so it is off from now on.
+            result = self.eager(*args)
+            log.warning("compiled %s kernel failed (%s: %s); using the eager one from now on", self.name,
+                        type(exc).__name__, str(exc)[:300])
+            self.compiled = None
+            return result
 
 
 _compiled: dict[str, _Kernel] = {}
@@ -95,8 +102,8 @@ def _fused_rotary(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torc
 
 def _fuse_rotary(attention: nn.Module) -> bool:
     """The attention module calls its modeling file's module-level `apply_rotary_pos_emb`, so that name is what
-    gets replaced, for Qwen2's modeling file only (the function is identical there for every Qwen2 model, so
-    another Qwen2 model in this process gets the same numbers)."""
+    gets replaced, for Qwen2's modeling file only and for the rest of the process: every Qwen2 model here, also
+    one scored unfused later, then runs the compiled rotary (the same arithmetic up to bf16 rounding)."""
     source = sys.modules.get(type(attention).__module__)
     if source is None or not source.__name__.endswith("qwen2.modeling_qwen2"):
         return False

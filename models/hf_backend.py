@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
@@ -86,13 +86,16 @@ class HfScorer:
         self.device, self.dtype = first.device, first.dtype
         self.plan = plan or BatchPlan()
         self.pad_token_id = pad_token_id
+        config: Any = model.model.config
+        heads = config.num_attention_heads
+        head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+        flash = packed_attention.flash_available(self.device, heads, config.num_key_value_heads, head_dim, self.dtype)
         if layout is None:
-            layout = "packed" if self.device.type == "cuda" and packed_attention.flash_available() else "padded"
+            layout = "packed" if flash else "padded"
         self.layout: Layout = layout
         if layout == "packed":
             packed_attention.register()
             model.set_attention(packed_attention.NAME)
-            flash = self.device.type == "cuda" and packed_attention.flash_available()
             self.attention = "flash varlen" if flash else "SDPA per sequence"
         else:
             model.set_attention("sdpa")

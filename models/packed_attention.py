@@ -46,8 +46,11 @@ def packed_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Te
     max_len: int | None = kwargs.get("max_length_q")
     if cu is None or max_len is None or query.shape[0] != 1:
         raise ValueError(f"{NAME} attention needs one packed row and cu_seq_lens_q/max_length_q")
+    window = kwargs.get("sliding_window")
+    if window is not None and max_len > window:
+        raise ValueError(f"{NAME} attention has no sliding window; a {max_len}-token sequence needs one of {window}")
     q, k, v = (t[0].transpose(0, 1) for t in (query, key, value))  # [T, heads, D]
-    if q.is_cuda and q.dtype in (torch.float16, torch.bfloat16) and flash_available():
+    if q.is_cuda and flash_available(q.device, q.shape[1], k.shape[1], q.shape[2], q.dtype):
         out = _flash_varlen(q, k, v, cu, max_len, scaling)
     else:
         out = _per_sequence(q, k, v, cu, scaling)
@@ -77,29 +80,30 @@ def _per_sequence(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu: torch.T
     return out
 
 
-_flash_ok: bool | None = None
+_flash_ok: dict[tuple[Any, ...], bool] = {}
 
 
-def flash_available() -> bool:
-    """Whether this torch has FlashAttention's varlen kernel for this GPU, checked once against per-sequence
-    SDPA on a small problem (a kernel that is missing or wrong here falls back rather than failing a batch)."""
-    global _flash_ok
-    if _flash_ok is None:
-        _flash_ok = _check_flash()
-    return _flash_ok
+def flash_available(device: torch.device, heads: int, kv_heads: int, head_dim: int, dtype: torch.dtype) -> bool:
+    """Whether FlashAttention's varlen kernel works for this GPU, head layout and dtype: checked once per such
+    combination against per-sequence SDPA on a small problem (a kernel that is missing or wrong here falls back
+    rather than failing a batch)."""
+    key = (device, heads, kv_heads, head_dim, dtype)
+    if key not in _flash_ok:
+        _flash_ok[key] = _check_flash(*key)
+    return _flash_ok[key]
 
 
-def _check_flash() -> bool:
-    if not torch.cuda.is_available():
+def _check_flash(device: torch.device, heads: int, kv: int, dim: int, dtype: torch.dtype) -> bool:
+    if device.type != "cuda" or dtype not in (torch.float16, torch.bfloat16):
         return False
     try:
-        g = torch.Generator(device="cuda").manual_seed(0)
+        g = torch.Generator(device=device).manual_seed(0)
         lengths = [5, 130, 1, 64]
-        total, heads, kv, dim = sum(lengths), 4, 2, 64
-        q = torch.randn(total, heads, dim, device="cuda", dtype=torch.bfloat16, generator=g)
-        k = torch.randn(total, kv, dim, device="cuda", dtype=torch.bfloat16, generator=g)
-        v = torch.randn(total, kv, dim, device="cuda", dtype=torch.bfloat16, generator=g)
-        cu = torch.tensor([0, *torch.tensor(lengths).cumsum(0).tolist()], device="cuda")
+        total = sum(lengths)
+        q = torch.randn(total, heads, dim, device=device, dtype=dtype, generator=g)
+        k = torch.randn(total, kv, dim, device=device, dtype=dtype, generator=g)
+        v = torch.randn(total, kv, dim, device=device, dtype=dtype, generator=g)
+        cu = torch.tensor([0, *torch.tensor(lengths).cumsum(0).tolist()], device=device)
         fast = _flash_varlen(q, k, v, cu, max(lengths), None)
         slow = _per_sequence(q, k, v, cu, None)
         error = (fast.float() - slow.float()).abs().max().item()
