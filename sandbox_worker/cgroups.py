@@ -29,6 +29,7 @@ class SlotCgroup:
     limit_mb: int = 0
     pids_path: str | None = None  # where pids.max lives: the same dir (v2), or the v1 pids hierarchy
     pids_limit: int = 0
+    _events_fd: int = -1  # the oom-kill counter's file, kept open: it is read around every run
 
     def set_pids_limit(self, count: int) -> None:
         """A second bound on fork bombs, next to RLIMIT_NPROC (which the kernel skips for host root)."""
@@ -58,15 +59,17 @@ class SlotCgroup:
         self.limit_mb = memory_mb if ok else 0
 
     def oom_kills(self) -> int:
-        name = "memory.oom_control" if self.version == 1 else "memory.events"
         try:
-            with open(os.path.join(self.path, name)) as f:
-                for line in f:
-                    key, _, value = line.partition(" ")
-                    if key == "oom_kill":
-                        return int(value)
+            if self._events_fd < 0:
+                name = "memory.oom_control" if self.version == 1 else "memory.events"
+                self._events_fd = os.open(os.path.join(self.path, name), os.O_RDONLY | os.O_CLOEXEC)
+            text = os.pread(self._events_fd, 4096, 0)  # a cgroup file re-renders at offset 0
         except OSError:
-            pass
+            return 0
+        for line in text.split(b"\n"):
+            key, _, value = line.partition(b" ")
+            if key == b"oom_kill":
+                return int(value)
         return 0
 
     def join(self) -> None:
@@ -77,6 +80,9 @@ class SlotCgroup:
             _try_write(os.path.join(self.pids_path, "cgroup.procs"), "0")
 
     def leave_and_remove(self) -> None:
+        if self._events_fd >= 0:
+            os.close(self._events_fd)
+            self._events_fd = -1
         for path in {self.path, self.pids_path} - {None}:
             assert path is not None
             _try_write(os.path.join(os.path.dirname(path), "cgroup.procs"), "0")

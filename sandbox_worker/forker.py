@@ -5,7 +5,8 @@ values, freed but not wiped). A run cloned from the zygote could read the previo
 memory. The forker is forked from the zygote before the first job and afterwards only clones runs and
 reaps them on request, so a run's memory holds nothing but the forker's startup state.
 
-Protocol on a SOCK_SEQPACKET pair. Zygote -> forker: b"S" (clone a run), b"R<pid>" (kill and reap it).
+Protocol on a SOCK_SEQPACKET pair. Zygote -> forker: b"S" (clone a run), b"R<pid>" (kill and reap it),
+b"X<pid>" (kill and reap it, then clone the next run: one round trip between two programs).
 Forker -> zygote: b"<pid>" with the run's [job_w, result_r, output_r] attached, or b"E<error>"; for a
 reap, b"<wait status>".
 """
@@ -45,6 +46,14 @@ class Forker:
     def spawn(self) -> tuple[int, int, int, int]:
         """Clones an isolated run waiting for its job: (pid, job_w, result_r, output_r)."""
         self._sock.send(b"S")
+        return self._spawned()
+
+    def reap_and_spawn(self, pid: int) -> tuple[int, int, int, int]:
+        """`kill_and_reap(pid)` (the wait status is dropped), then `spawn()`, in one round trip."""
+        self._sock.send(b"X%d" % pid)
+        return self._spawned()
+
+    def _spawned(self) -> tuple[int, int, int, int]:
         message, fds, _, _ = socket.recv_fds(self._sock, 512, 3)
         if not message or message.startswith(b"E"):
             for fd in fds:
@@ -68,6 +77,8 @@ class Forker:
 
 def _serve(sock: socket.socket, run_body: RunBody, isolated: bool) -> NoReturn:
     ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # dies with the zygote
+    isolation.set_process_name("acecoder-forker")
+    isolation.warm_up()
     gc.freeze()
     while True:
         message = sock.recv(64)
@@ -77,6 +88,9 @@ def _serve(sock: socket.socket, run_body: RunBody, isolated: bool) -> NoReturn:
             _spawn(sock, run_body, isolated)
         elif message.startswith(b"R"):
             sock.send(b"%d" % _kill_and_reap(int(message[1:])))
+        elif message.startswith(b"X"):
+            _kill_and_reap(int(message[1:]))  # gone before the next run exists: runs never overlap
+            _spawn(sock, run_body, isolated)
 
 
 def _spawn(sock: socket.socket, run_body: RunBody, isolated: bool) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-import selectors
+import select
 import struct
 import time
 from dataclasses import dataclass, field
@@ -18,7 +18,11 @@ from typing import Any
 from sandbox_worker import plain_data
 
 READ_CHUNK = 1 << 16
+PUMP_CHUNKS = 64  # one read of a pipe moves at most 4 MiB before the loop looks at the deadlines again
 OUTPUT_HEAD_BYTES = 2048
+QUIET_S = 0.01  # how often a quiet run's pipes are read
+BUSY_BYTES = 1 << 14  # a read that finds this much marks the pipe busy
+QUIET_MASK = 0  # epoll reports EPOLLHUP and EPOLLERR whatever the mask
 
 
 @dataclass
@@ -40,12 +44,20 @@ class RunEnd:
 
 
 class Watcher:
-    """Reads one child's frames and output until it ends; applies the deadlines and caps."""
+    """Reads one child's frames and output until it ends; applies the deadlines and caps.
+
+    The zygote is not woken for every frame: a HumanEval program flushes one frame per test and finishes in
+    a few ms, and a wake-up per frame cost more CPU than the frame. The pipes are registered for hang-up
+    only (the runner closes its result pipe right after `done`, and epoll always reports hang-ups) and are
+    read on a tick of `QUIET_S`, before any deadline is judged, and when the child exits. A pipe that a
+    tick finds busy is watched for every write until it quiets down, so large output still streams. The
+    price: a test's deadline starts when its `start` frame is read, up to `QUIET_S` after it was written.
+    """
 
     def __init__(self, result_r: int, output_r: int, pidfd: int, tests: list[TestState],
-                 limits: dict[str, Any], selector: selectors.BaseSelector, result_budget: int) -> None:
+                 limits: dict[str, Any], epoll: select.epoll, result_budget: int) -> None:
         self.result_r, self.output_r, self.pidfd = result_r, output_r, pidfd
-        self.selector = selector
+        self.epoll = epoll
         self.tests = tests
         self.limits = limits
         self.buffer = bytearray()
@@ -57,67 +69,100 @@ class Watcher:
         self.last_started = -1
         self.test_deadline: float | None = None
         self.code: str | None = None
+        self._open: dict[int, int] = {}  # pipe fd -> its epoll mask; a pipe at EOF is dropped
 
     def _end(self, reason: str, detail: str) -> RunEnd:
         return RunEnd(reason, detail, self.current, self.last_started)
 
     def watch(self, program_deadline: float) -> RunEnd:
-        sel = self.selector
-        for fd in (self.result_r, self.output_r, self.pidfd):
-            os.set_blocking(fd, False)
-            sel.register(fd, selectors.EVENT_READ)
+        self.epoll.register(self.pidfd, select.EPOLLIN)
         try:
-            return self._loop(sel, program_deadline)
+            for fd in (self.result_r, self.output_r):
+                os.set_blocking(fd, False)
+                self.epoll.register(fd, QUIET_MASK)
+                self._open[fd] = QUIET_MASK
+            return self._loop(program_deadline)
         finally:
-            for key in list(sel.get_map().values()):
-                sel.unregister(key.fileobj)
+            for fd in (self.pidfd, *self._open):
+                self.epoll.unregister(fd)
+            self._open.clear()
 
-    def _loop(self, sel: selectors.BaseSelector, program_deadline: float) -> RunEnd:
+    def _loop(self, program_deadline: float) -> RunEnd:
+        next_tick = time.monotonic() + QUIET_S
         while True:
             deadline = min(program_deadline, self.test_deadline or program_deadline)
-            timeout = deadline - time.monotonic()
-            if timeout <= 0:
-                return self._deadline_end(program_deadline)
-            for key, _ in sel.select(timeout):
-                if key.fd == self.pidfd:
-                    return self._exit_end(sel)
-                ended = self._pump(key.fd, sel)
+            now = time.monotonic()
+            if now >= deadline or now >= next_tick:
+                # Frames the run wrote since the last read count before any deadline is judged.
+                ended = self._pump_all()
                 if ended:
                     return ended
+                now = time.monotonic()
+                deadline = min(program_deadline, self.test_deadline or program_deadline)
+                if now >= deadline:
+                    return self._deadline_end(program_deadline)
+                next_tick = now + QUIET_S
+            for fd, _ in self.epoll.poll(min(deadline, next_tick) - now):
+                if fd == self.pidfd:
+                    return self._exit_end()
+                if fd in self._open:
+                    ended = self._pump(fd)
+                    if ended:
+                        return ended
 
     def _deadline_end(self, program_deadline: float) -> RunEnd:
         if time.monotonic() >= program_deadline:
             return self._end("program_timeout", f"program exceeded {self.limits['program_timeout_s']} s")
         return self._end("test_timeout", f"test exceeded {self.limits['test_timeout_s']} s")
 
-    def _exit_end(self, sel: selectors.BaseSelector) -> RunEnd:
+    def _pump_all(self) -> RunEnd | None:
+        for fd in (self.result_r, self.output_r):
+            if fd in self._open:
+                ended = self._pump(fd)
+                if ended:
+                    return ended
+        return None
+
+    def _exit_end(self) -> RunEnd:
         """The child exited: take what it left in the pipes (the caller refines how it ended)."""
         for fd in (self.result_r, self.output_r):
-            for _ in range(1024):  # its namespace is being torn down; stragglers stop writing soon
-                if fd not in sel.get_map():
+            for _ in range(16):  # its namespace is being torn down; stragglers stop writing soon
+                if fd not in self._open:
                     break
-                try:
-                    data = os.read(fd, READ_CHUNK)
-                except BlockingIOError:
-                    break
-                if not data:
-                    break
-                ended = self._on_output(data) if fd == self.output_r else self._on_result(data)
+                ended = self._pump(fd)
                 if ended is not None:
                     return ended
         return self._end("exited", "the program exited before finishing its tests")
 
-    def _pump(self, fd: int, sel: selectors.BaseSelector) -> RunEnd | None:
-        try:
-            data = os.read(fd, READ_CHUNK)
-        except BlockingIOError:
-            return None
-        if not data:
-            sel.unregister(fd)
-            return None
-        if fd == self.output_r:
-            return self._on_output(data)
-        return self._on_result(data)
+    def _pump(self, fd: int) -> RunEnd | None:
+        """Reads what the pipe holds now (at most a pipe's worth per chunk, a bounded number of chunks)."""
+        got = 0
+        for _ in range(PUMP_CHUNKS):
+            try:
+                data = os.read(fd, READ_CHUNK)
+            except BlockingIOError:
+                break
+            if not data:
+                self.epoll.unregister(fd)
+                del self._open[fd]
+                return None
+            got += len(data)
+            ended = self._on_output(data) if fd == self.output_r else self._on_result(data)
+            if ended:
+                return self._finish(ended) if fd == self.result_r else ended
+        # A busy pipe wakes us for each write until a read finds it quiet again: its writer never waits
+        # a whole tick on a full pipe. A quiet one only wakes us when its writer hangs up.
+        mask = select.EPOLLIN if got >= BUSY_BYTES else QUIET_MASK
+        if self._open.get(fd, mask) != mask:
+            self.epoll.modify(fd, mask)
+            self._open[fd] = mask
+        return None
+
+    def _finish(self, ended: RunEnd) -> RunEnd:
+        """A frame ended the run: the output written before it still counts (it may not have been read)."""
+        if self.output_r in self._open:
+            return self._pump(self.output_r) or ended
+        return ended
 
     def _on_output(self, data: bytes) -> RunEnd | None:
         self.output_bytes += len(data)

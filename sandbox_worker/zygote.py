@@ -68,6 +68,7 @@ def write_frame(fd: int, frame: dict) -> None:
 
 def main() -> None:
     config = json.loads(sys.argv[1])
+    isolation.set_process_name("acecoder-zygote")
     # The runs' environment, set once here rather than per run (touching it in a child costs page faults).
     # The pool started this process with an environment holding nothing of the worker's.
     os.environ.clear()

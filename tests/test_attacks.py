@@ -59,6 +59,12 @@ ATTACKS: dict[str, tuple[str, list[str], list[str], str]] = {
                      ["assert f(1) == 1"], ["error"], "output_exceeded"),
     "stderr flood": ("import os\ndef f(x):\n    while True:\n        os.write(2, b'e' * 65536)\n",
                      ["assert f(1) == 1"], ["error"], "output_exceeded"),
+    "output just under the cap": (  # streams through the pipe: the watcher must keep reading a busy pipe
+        "import sys\ndef f(x):\n    for _ in range(48):\n        sys.stdout.write('y' * 65536)\n    return x\n",
+        ["assert f(1) == 1", "assert f(2) == 2"], ["pass", "pass"], "ok"),
+    "closing the result pipe mid-run": (
+        "import os\ndef f(x):\n    os.close(3)\n    return x\ndef g(x):\n    return x\n",
+        ["assert f(1) == 1", "assert g(1) == 1"], ["error", "pass"], "exited"),
     "disk filling": (
         "def f(x):\n    with open('big', 'wb') as fh:\n        while True:\n            fh.write(b'0' * 1048576)\n",
         ["assert f(1) == 1"], ["error"], "ok"),
