@@ -209,13 +209,15 @@ def _minimal_dev() -> None:
         os.symlink(target, f"/dev/{name}")
 
 
+_SYS_CLONE_NR = SYS_CLONE.get(os.uname().machine, -1)
+
+
 def clone_into_namespaces(child: Callable[[], NoReturn]) -> int:
     """clone(2) a child into fresh namespaces; the child runs `child()` and never returns here."""
     # Everything the zygote holds goes to the permanent generation: the child's garbage collector then
     # never walks (and copy-on-write faults in) the zygote's whole heap. It cost ~5 ms per run.
     gc.freeze()
-    machine = os.uname().machine
-    pid = _libc_gil.syscall(ctypes.c_long(SYS_CLONE[machine]), ctypes.c_ulong(RUN_NAMESPACES | signal.SIGCHLD),
+    pid = _libc_gil.syscall(ctypes.c_long(_SYS_CLONE_NR), ctypes.c_ulong(RUN_NAMESPACES | signal.SIGCHLD),
                             ctypes.c_ulong(0), ctypes.c_ulong(0), ctypes.c_ulong(0), ctypes.c_ulong(0))
     if pid == 0:
         _after_fork_child()

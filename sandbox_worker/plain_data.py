@@ -308,6 +308,10 @@ def validate(data: Any) -> None:
             stack.extend((v, depth + 1) for v in item.values())
 
 
+# One encoder for all messages: json.dumps with non-default options builds a new one per call.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+
+
 def dumps(value: Any) -> bytes:
     """Compact JSON bytes of an already-encoded message."""
-    return json.dumps(value, separators=(",", ":"), allow_nan=False).encode()
+    return _ENCODER.encode(value).encode()

@@ -98,6 +98,24 @@ def run(job: dict[str, Any], start: int) -> NoReturn:
     _exit(0)
 
 
+_WARM_UP_PROGRAM = "def f(x):\n    return [x, 'a', 1.5, (None, True)]\n"
+
+
+def warm_up() -> None:
+    """Walks a run's own code paths once on a throwaway program, in a spare run before its job arrives.
+
+    Every page a run first writes is a copy-on-write fault (~2 us each, ~400 per run), and a spare waits
+    idle for its job: faulting the common pages in now takes them off the job's critical path. Nothing
+    is written to the result pipe and nothing stays behind (no module, no name, no cache a program sees).
+    """
+    namespace: dict[str, Any] = {"__builtins__": builtins}
+    source, code = _extract(_WARM_UP_PROGRAM, ["f"])
+    dumps({"ev": "code", "code": source})
+    exec(code, namespace)
+    value = eval(compile("f(1)", "test_0.py", "eval"), namespace)
+    _pack(">I", _len(dumps({"ev": "hole", "i": 0, "j": 0, "v": encode(value)})))
+
+
 def _extract(response: str, names: list[str]) -> tuple[str | None, Any]:
     """The program and, when the response compiled as it is, its code object (no second parse)."""
     if looks_like_plain_code(response) and response.strip():

@@ -243,6 +243,7 @@ class Supervisor:
         os.dup2(output_w, 2)
         os.closerange(runner.RESULT_FD + 1, 1 << 16)  # the forker's socket and everything else
         isolation.isolate(self.uid, self.mode, self.scratch_mb)
+        runner.warm_up()
         message = _read_frame(0)
         devnull = os.open(os.devnull, os.O_RDONLY)
         os.dup2(devnull, 0)

@@ -177,20 +177,32 @@ class Watcher:
         if self.result_bytes > self.result_budget:
             return self._end("result_exceeded", f"results exceeded {self.limits['max_result_bytes']} bytes")
         self.buffer += data
+        payloads = []
         while len(self.buffer) >= 4:
             (size,) = struct.unpack(">I", self.buffer[:4])
             if size > self.result_budget:
                 return self._end("result_exceeded", f"results exceeded {self.limits['max_result_bytes']} bytes")
             if len(self.buffer) < 4 + size:
-                return None
-            payload = bytes(self.buffer[4: 4 + size])
+                break
+            payloads.append(bytes(self.buffer[4: 4 + size]))
             del self.buffer[: 4 + size]
-            try:
-                ended = self._on_frame(json.loads(payload))
-            except (ValueError, KeyError, TypeError, IndexError, RecursionError, plain_data.EncodeError):
-                return self._end("protocol_error", "malformed result frame")
-            if ended:
-                return ended
+        return self._on_payloads(payloads) if payloads else None
+
+    def _on_payloads(self, payloads: list[bytes]) -> RunEnd | None:
+        """Frames in arrival order. One JSON parse for the whole batch (a test's frames arrive together);
+        when that fails, frame by frame, so the frames before a malformed one still count. A payload that
+        smuggles several frames gains a run nothing: it could have sent them as frames."""
+        try:
+            frames = json.loads(b"[" + b",".join(payloads) + b"]")
+        except (ValueError, RecursionError):
+            frames = None
+        try:
+            for frame in frames if frames is not None else (json.loads(p) for p in payloads):
+                ended = self._on_frame(frame)
+                if ended:
+                    return ended
+        except (ValueError, KeyError, TypeError, IndexError, RecursionError, plain_data.EncodeError):
+            return self._end("protocol_error", "malformed result frame")
         return None
 
     def _on_frame(self, frame: dict[str, Any]) -> RunEnd | None:

@@ -59,8 +59,11 @@ def read_frame(fd: int) -> dict:
     return json.loads(_read_exact(fd, size))
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"))  # json.dumps with options builds one per call
+
+
 def write_frame(fd: int, frame: dict) -> None:
-    payload = json.dumps(frame, separators=(",", ":")).encode()
+    payload = _ENCODER.encode(frame).encode()
     data = struct.pack(">I", len(payload)) + payload
     while data:
         data = data[os.write(fd, data):]
