@@ -159,8 +159,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         # On uvloop, as the gateway runs (uvicorn picks it).
         added = uvloop.run(added_latency(up["redis"].url, "bench2", problems, args.seq_repeats))
         floor = queue_floor(up["redis"].url, len(added))
-        seq_local = api_sequential(urls["local"], problems, args.seq_repeats)
-        seq_queue = api_sequential(urls["queue-2"], problems, args.seq_repeats)
+        _, seq_local = api_sequential(urls["local"], problems, args.seq_repeats)  # httpx, as before
+        _, seq_queue = api_sequential(urls["queue-2"], problems, args.seq_repeats)
     rates = {k: rate_stats(n, v) for k, v in walls.items()}
     ratio = rates["queue-2"]["median_programs_per_s"] / rates["local"]["median_programs_per_s"]
     return {
