@@ -219,13 +219,13 @@ class Supervisor:
     def _spawn(self) -> _Child:
         return self._child(*self.forker.spawn())
 
-    @staticmethod
-    def _child(pid: int, job_w: int, result_r: int, output_r: int) -> _Child:
+    def _child(self, pid: int, job_w: int, result_r: int, output_r: int) -> _Child:
         try:
             pidfd = os.pidfd_open(pid)
         except OSError:
             for fd in (job_w, result_r, output_r):
                 os.close(fd)
+            self._kill_and_reap(pid)  # never left behind, holding a place in the slot's pids cgroup
             raise
         return _Child(pid, pidfd, job_w, result_r, output_r)
 

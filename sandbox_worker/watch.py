@@ -23,6 +23,7 @@ OUTPUT_HEAD_BYTES = 2048
 QUIET_S = 0.01  # how often a quiet run's pipes are read
 BUSY_BYTES = 1 << 14  # a read that finds this much marks the pipe busy
 QUIET_MASK = 0  # epoll reports EPOLLHUP and EPOLLERR whatever the mask
+_decode_json = json.JSONDecoder().decode  # one value, no trailing data; without json.loads' per-call checks
 
 
 @dataclass
@@ -70,6 +71,7 @@ class Watcher:
         self.test_deadline: float | None = None
         self.code: str | None = None
         self._open: dict[int, int] = {}  # pipe fd -> its epoll mask; a pipe at EOF is dropped
+        self._framed_bytes = 0  # result bytes taken as whole frames
 
     def _end(self, reason: str, detail: str) -> RunEnd:
         return RunEnd(reason, detail, self.current, self.last_started)
@@ -147,9 +149,12 @@ class Watcher:
                 del self._open[fd]
                 return None
             got += len(data)
-            ended = self._on_output(data) if fd == self.output_r else self._on_result(data)
-            if ended:
-                return self._finish(ended) if fd == self.result_r else ended
+            if fd == self.result_r:
+                ended = self._on_result(data)
+                if ended:
+                    return self._finish(ended)
+            elif self._on_output(data):
+                return self._output_exceeded()
         # A busy pipe wakes us for each write until a read finds it quiet again: its writer never waits
         # a whole tick on a full pipe. A quiet one only wakes us when its writer hangs up.
         mask = select.EPOLLIN if got >= BUSY_BYTES else QUIET_MASK
@@ -160,48 +165,69 @@ class Watcher:
 
     def _finish(self, ended: RunEnd) -> RunEnd:
         """A frame ended the run: the output written before it still counts (it may not have been read)."""
-        if self.output_r in self._open:
-            return self._pump(self.output_r) or ended
+        while self.output_r in self._open:
+            try:
+                data = os.read(self.output_r, READ_CHUNK)
+            except BlockingIOError:
+                break
+            if not data:
+                break
+            if self._on_output(data):
+                return self._end("output_exceeded", f"output exceeded {self.limits['max_output_bytes']} bytes")
         return ended
 
-    def _on_output(self, data: bytes) -> RunEnd | None:
+    def _output_exceeded(self) -> RunEnd:
+        """The output went over its cap. The result pipe (read on a tick) may still hold frames written
+        before that, such as the previous test's end: they are read first, so the test that was running
+        is the one blamed."""
+        for _ in range(PUMP_CHUNKS):
+            if self.result_r not in self._open:
+                break
+            try:
+                data = os.read(self.result_r, READ_CHUNK)
+            except BlockingIOError:
+                break
+            if not data or self._on_result(data) is not None:
+                break
+        return self._end("output_exceeded", f"output exceeded {self.limits['max_output_bytes']} bytes")
+
+    def _on_output(self, data: bytes) -> bool:
+        """Counts output; True once it is over the cap."""
         self.output_bytes += len(data)
         if len(self.output_head) < OUTPUT_HEAD_BYTES:
             self.output_head += data[: OUTPUT_HEAD_BYTES - len(self.output_head)]
-        if self.output_bytes > self.limits["max_output_bytes"]:
-            return self._end("output_exceeded", f"output exceeded {self.limits['max_output_bytes']} bytes")
-        return None
+        return self.output_bytes > self.limits["max_output_bytes"]
 
     def _on_result(self, data: bytes) -> RunEnd | None:
+        """Frames in arrival order; over the result cap, the frames that fit in it still count first."""
         self.result_bytes += len(data)
-        if self.result_bytes > self.result_budget:
-            return self._end("result_exceeded", f"results exceeded {self.limits['max_result_bytes']} bytes")
         self.buffer += data
         payloads = []
+        over = self.result_bytes > self.result_budget
         while len(self.buffer) >= 4:
             (size,) = struct.unpack(">I", self.buffer[:4])
-            if size > self.result_budget:
-                return self._end("result_exceeded", f"results exceeded {self.limits['max_result_bytes']} bytes")
+            if self._framed_bytes + 4 + size > self.result_budget:
+                over = True  # announced, or already there: it cannot fit
+                break
             if len(self.buffer) < 4 + size:
                 break
             payloads.append(bytes(self.buffer[4: 4 + size]))
             del self.buffer[: 4 + size]
-        return self._on_payloads(payloads) if payloads else None
+            self._framed_bytes += 4 + size
+        ended = self._on_payloads(payloads) if payloads else None
+        if ended is None and over:
+            return self._end("result_exceeded", f"results exceeded {self.limits['max_result_bytes']} bytes")
+        return ended
 
     def _on_payloads(self, payloads: list[bytes]) -> RunEnd | None:
-        """Frames in arrival order. One JSON parse for the whole batch (a test's frames arrive together);
-        when that fails, frame by frame, so the frames before a malformed one still count. A payload that
-        smuggles several frames gains a run nothing: it could have sent them as frames."""
+        """Each payload must be exactly one JSON value (UTF-8). Whatever a frame holds, a bad one is this
+        run's protocol error, never the zygote's crash."""
         try:
-            frames = json.loads(b"[" + b",".join(payloads) + b"]")
-        except (ValueError, RecursionError):
-            frames = None
-        try:
-            for frame in frames if frames is not None else (json.loads(p) for p in payloads):
-                ended = self._on_frame(frame)
+            for payload in payloads:
+                ended = self._on_frame(_decode_json(payload.decode("utf-8")))
                 if ended:
                     return ended
-        except (ValueError, KeyError, TypeError, IndexError, RecursionError, plain_data.EncodeError):
+        except Exception:  # frames are hostile input: any failure to read one is the run's
             return self._end("protocol_error", "malformed result frame")
         return None
 
@@ -235,8 +261,8 @@ class Watcher:
 
     def _on_hole(self, frame: dict[str, Any]) -> None:
         test = self.tests[_index(frame["i"], self.tests)]
-        j = int(frame["j"])
-        if j != len(test.holes) or test.state != "not_run":
+        j = frame["j"]
+        if type(j) is not int or j != len(test.holes) or test.state != "not_run":
             raise ValueError("hole out of order")
         if "err" in frame:
             test.holes.append([False, str(frame["err"])[:500]])

@@ -62,6 +62,10 @@ ATTACKS: dict[str, tuple[str, list[str], list[str], str]] = {
     "output just under the cap": (  # streams through the pipe: the watcher must keep reading a busy pipe
         "import sys\ndef f(x):\n    for _ in range(48):\n        sys.stdout.write('y' * 65536)\n    return x\n",
         ["assert f(1) == 1", "assert f(2) == 2"], ["pass", "pass"], "ok"),
+    "output cap crossed by the second test": (  # the blame goes to the test that was running, not the one before
+        "import sys\ndef f(x):\n    sys.stdout.write('z' * [6553600, 2621440, 0][x])\n    sys.stdout.flush()\n"
+        "    return x\n", ["assert f(0) == 0", "assert f(1) == 1", "assert f(2) == 2"], ["pass", "error", "pass"],
+        "output_exceeded"),
     "closing the result pipe mid-run": (
         "import os\ndef f(x):\n    os.close(3)\n    return x\ndef g(x):\n    return x\n",
         ["assert f(1) == 1", "assert g(1) == 1"], ["error", "pass"], "exited"),

@@ -1,4 +1,4 @@
-"""The watcher's frame parsing: one JSON parse per batch of frames, and the frame-by-frame fallback."""
+"""The watcher's frame parsing and cap accounting, frame by frame, without a sandbox behind it."""
 
 from __future__ import annotations
 
@@ -60,11 +60,25 @@ def test_a_malformed_frame_is_a_protocol_error() -> None:
         assert w.tests[0].state == "not_run"  # nothing after the bad frame was taken
 
 
-def test_a_payload_holding_several_frames_counts_as_those_frames() -> None:
-    """The batch parse may read one payload as several frames; the run could have sent them one by one,
-    so this gains it nothing: frames are untrusted either way, and only the judge decides a pass."""
-    w = _watcher(1)
-    smuggled = _json({"ev": "start", "i": 0}) + b"," + _json({"ev": "end", "i": 0})
-    end = w._on_result(_frames(smuggled, _json({"ev": "done"})))
-    assert end is not None and end.reason == "done" and w.tests[0].state == "done"
-    assert w.tests[0].holes == []  # and a test without results is never a pass (the judge's rule)
+def test_a_payload_must_be_exactly_one_frame() -> None:
+    """A payload holding several frames, or wrapping the runner's own frames into one, is malformed."""
+    for bad in (_json({"ev": "start", "i": 0}) + b"," + _json({"ev": "end", "i": 0}), b'{"ev": "loaded", "x": [0'):
+        w = _watcher(1)
+        end = w._on_result(_frames(bad, _json({"ev": "start", "i": 0}), b"0]}", _json({"ev": "done"})))
+        assert end is not None and end.reason == "protocol_error", bad
+
+
+def test_a_hostile_hole_index_is_a_protocol_error_not_a_crash() -> None:
+    for j in (b"Infinity", b"1e400", b"-1", b"0.0", b'"0"', b"null"):
+        w = _watcher(1)
+        end = w._on_result(_frames(_json({"ev": "start", "i": 0}), b'{"ev": "hole", "i": 0, "j": ' + j + b', "v": 1}'))
+        assert end is not None and end.reason == "protocol_error", j
+
+
+def test_the_frames_that_fit_in_the_result_cap_count_before_it_is_exceeded() -> None:
+    frames = [_json({"ev": "start", "i": 0}), _json({"ev": "end", "i": 0}), _json({"ev": "start", "i": 1})]
+    fitting = sum(4 + len(f) for f in frames)
+    w = Watcher(-1, -1, -1, [State(), State()], LIMITS, None, fitting + 10)  # type: ignore[arg-type]
+    end = w._on_result(_frames(*frames, _json({"ev": "hole", "i": 1, "j": 0, "v": "x" * 100})))
+    assert end is not None and end.reason == "result_exceeded"
+    assert w.tests[0].state == "done" and end.current == 1  # the test that overflowed is the one blamed
