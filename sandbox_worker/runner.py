@@ -67,8 +67,10 @@ class _ImportGate:
             f"missing dependency: {top!r} is not available in the sandbox", name=top)
 
 
-def run(job: dict[str, Any], start: int) -> NoReturn:
-    """Runs tests[start:] of `job`, reporting on RESULT_FD, then exits without running atexit hooks."""
+def run(job: dict[str, Any], start: int, compiled: list[list[Any]]) -> NoReturn:
+    """Runs tests[start:] of `job`, reporting on RESULT_FD, then exits without running atexit hooks.
+    `compiled[i][j]` is hole j of test i already compiled by the zygote, or None where the run must
+    compile the source itself."""
     sys.meta_path.insert(0, _ImportGate(frozenset(job["allowed_modules"])))
     sys.argv = ["solution.py"]
     # A real module in sys.modules: dataclasses, pickle and typing look the defining module up there.
@@ -90,7 +92,7 @@ def run(job: dict[str, Any], start: int) -> NoReturn:
         _exit(0)
     send({"ev": "loaded"}, flush=False)
     for index in range(start, len(job["tests"])):
-        _run_test(index, job["tests"][index], namespace)
+        _run_test(index, job["tests"][index], namespace, compiled[index])
     send({"ev": "done"})
     # The hang-up wakes the zygote now; the process's own teardown (exit_mm comes before its files are
     # closed) then overlaps with the zygote's report instead of delaying it.
@@ -126,21 +128,29 @@ def _extract(response: str, names: list[str]) -> tuple[str | None, Any]:
     return extract_code(response, set(names)), None
 
 
-def _run_test(index: int, test: dict[str, Any], namespace: dict[str, Any]) -> None:
+def compile_hole(source: str, whole_test: bool, index: int) -> Any:
+    """A hole's code, compiled the same way wherever it is compiled (the zygote or the run)."""
+    return compile(source, f"test_{index}.py", "exec" if whole_test else "eval")
+
+
+def _run_test(index: int, test: dict[str, Any], namespace: dict[str, Any], compiled: list[Any]) -> None:
     send({"ev": "start", "i": index})
     for j, source in enumerate(test["holes"]):
-        send(_evaluate_hole(index, j, source, test["in_sandbox"], namespace), flush=False)
+        send(_evaluate_hole(index, j, source, test["in_sandbox"], namespace, compiled[j]), flush=False)
     send({"ev": "end", "i": index}, flush=False)
 
 
-def _evaluate_hole(index: int, j: int, source: str, whole_test: bool, namespace: dict[str, Any]) -> dict[str, Any]:
+def _evaluate_hole(index: int, j: int, source: str, whole_test: bool, namespace: dict[str, Any],
+                   code: Any) -> dict[str, Any]:
     frame: dict[str, Any] = {"ev": "hole", "i": index, "j": j}
     try:
+        if code is None:
+            code = compile_hole(source, whole_test, index)
         if whole_test:
-            exec(compile(source, f"test_{index}.py", "exec"), namespace)
+            exec(code, namespace)
             value: Any = True
         else:
-            value = eval(compile(source, f"test_{index}.py", "eval"), namespace)
+            value = eval(code, namespace)
         frame["v"] = encode(value)
     except EncodeError as exc:
         frame["err"] = f"ResultError: {exc}"
