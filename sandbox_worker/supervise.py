@@ -51,11 +51,13 @@ class Supervisor:
     (`prepare`), and a finished child is reaped after the report went out (`release`): namespace setup and
     teardown stay off the request's path."""
 
-    def __init__(self, mode: str, uid: int, cgroup: cgroups.SlotCgroup | None, scratch_mb: int) -> None:
+    def __init__(self, mode: str, uid: int, cgroup: cgroups.SlotCgroup | None, scratch_mb: int,
+                 warm_up: bool = False) -> None:
         self.mode = mode
         self.uid = uid
         self.cgroup = cgroup
         self.scratch_mb = scratch_mb
+        self.warm_up = warm_up  # see runner.warm_up: latency for CPU
         self.epoll = select.epoll()  # reused: one epoll instance for all runs
         self._spare: _Child | None = None
         self._result_budget = 0
@@ -249,7 +251,8 @@ class Supervisor:
         os.dup2(output_w, 2)
         os.closerange(runner.RESULT_FD + 1, 1 << 16)  # the forker's socket and everything else
         isolation.isolate(self.uid, self.mode, self.scratch_mb)
-        runner.warm_up()
+        if self.warm_up:
+            runner.warm_up()
         message = _read_frame(0)
         devnull = os.open(os.devnull, os.O_RDONLY)
         os.dup2(devnull, 0)

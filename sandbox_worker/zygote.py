@@ -119,7 +119,8 @@ def _start(config: dict) -> tuple[cgroups.SlotCgroup | None, supervise.Superviso
             if cgroup is not None:
                 cgroup.leave_and_remove()
             raise
-    supervisor = supervise.Supervisor(mode=mode, uid=config["uid"], cgroup=cgroup, scratch_mb=config["scratch_mb"])
+    supervisor = supervise.Supervisor(mode=mode, uid=config["uid"], cgroup=cgroup, scratch_mb=config["scratch_mb"],
+                                      warm_up=config.get("warm_up", False))
     try:
         supervisor.self_check()
     except BaseException:
