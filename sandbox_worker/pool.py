@@ -33,7 +33,7 @@ class PoolConfig:
     hidden_paths: tuple[str, ...]
     uid_base: int
     scratch_mb: int
-    warm_up: bool = False
+    warm_up: bool = True
 
 
 class _Zygote:

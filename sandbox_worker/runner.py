@@ -109,8 +109,9 @@ def warm_up() -> None:
     Every page a run first writes is a copy-on-write fault (~2 us each, ~400 per run), and a spare waits
     idle for its job: faulting the common pages in now takes them off the job's critical path. Nothing
     is written to the result pipe and nothing stays behind (no module, no name, no cache a program sees).
-    It costs CPU of its own and faults pages the job may never touch: under load, where no CPU idles,
-    it lowered throughput by ~5% (paired A/B), so it is off unless ACECODER_SANDBOX_WARM_UP asks for it.
+    It costs CPU of its own and faults pages the job may never touch: done in every spare under load,
+    where no CPU idles, it lowered throughput by ~5% (paired A/B), so a spare only warms up when its job
+    has not come soon (supervise.WARM_UP_AFTER_S).
     """
     namespace: dict[str, Any] = {"__builtins__": builtins}
     source, code = _extract(_WARM_UP_PROGRAM, ["f"])

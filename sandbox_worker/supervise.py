@@ -28,6 +28,7 @@ ZYGOTE_ALLOWANCE_MB = 64  # the zygote shares its slot's memory cgroup
 ZYGOTE_PROCESSES = 3  # the zygote, its forker and the spare run share the slot's pids cgroup
 COMPILED_HOLES_CACHED = 4096  # distinct test holes kept compiled (a few hundred bytes each)
 MAX_PRECOMPILED_HOLE_CHARS = 2000
+WARM_UP_AFTER_S = 0.001  # a spare warms up when its job has not come this long after it is ready
 
 
 @dataclass
@@ -52,7 +53,7 @@ class Supervisor:
     teardown stay off the request's path."""
 
     def __init__(self, mode: str, uid: int, cgroup: cgroups.SlotCgroup | None, scratch_mb: int,
-                 warm_up: bool = False) -> None:
+                 warm_up: bool = True) -> None:
         self.mode = mode
         self.uid = uid
         self.cgroup = cgroup
@@ -251,7 +252,9 @@ class Supervisor:
         os.dup2(output_w, 2)
         os.closerange(runner.RESULT_FD + 1, 1 << 16)  # the forker's socket and everything else
         isolation.isolate(self.uid, self.mode, self.scratch_mb)
-        if self.warm_up:
+        # Only when no job is there soon: under load the next job is usually waiting within a millisecond,
+        # and warming up then only delays it and spends CPU a run needs.
+        if self.warm_up and not select.select([0], [], [], WARM_UP_AFTER_S)[0]:
             runner.warm_up()
         message = _read_frame(0)
         devnull = os.open(os.devnull, os.O_RDONLY)

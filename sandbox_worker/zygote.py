@@ -120,7 +120,7 @@ def _start(config: dict) -> tuple[cgroups.SlotCgroup | None, supervise.Superviso
                 cgroup.leave_and_remove()
             raise
     supervisor = supervise.Supervisor(mode=mode, uid=config["uid"], cgroup=cgroup, scratch_mb=config["scratch_mb"],
-                                      warm_up=config.get("warm_up", False))
+                                      warm_up=config.get("warm_up", True))
     try:
         supervisor.self_check()
     except BaseException:
