@@ -26,6 +26,10 @@ from sandbox_worker.plain_data import EncodeError, dumps, encode
 
 RESULT_FD = 3
 CANDIDATE_MODULE = "__candidate__"
+# The frames with nothing but an event and a test index, as compact JSON (what `dumps` would give): most
+# of a run's frames are these, and the zygote reads exactly these bytes without a JSON parse.
+LOADED, DONE = b'{"ev":"loaded"}', b'{"ev":"done"}'
+START, END = b'{"ev":"start","i":%d}', b'{"ev":"end","i":%d}'
 
 
 # Bound at import, before the candidate runs: patching builtins or os/struct then cannot break reporting.
@@ -38,7 +42,11 @@ _pending: list[bytes] = []
 def send(frame: dict[str, Any], flush: bool = True) -> None:
     """Queues a frame; `flush` writes the queue in one syscall. A test's `start` is flushed before its
     code runs (the zygote times the test from it); results ride along with the next flush."""
-    payload = dumps(frame)
+    send_payload(dumps(frame), flush)
+
+
+def send_payload(payload: bytes, flush: bool = True) -> None:
+    """`send` for a payload already encoded: the fixed frames below skip the JSON encoder."""
     _pending.append(_pack(">I", _len(payload)) + payload)
     if flush:
         data = b"".join(_pending)
@@ -90,10 +98,10 @@ def run(job: dict[str, Any], start: int, compiled: list[list[Any]]) -> NoReturn:
     except BaseException as exc:
         send({"ev": "load_error", "error": describe(exc)})
         _exit(0)
-    send({"ev": "loaded"}, flush=False)
+    send_payload(LOADED, flush=False)
     for index in range(start, len(job["tests"])):
         _run_test(index, job["tests"][index], namespace, compiled[index])
-    send({"ev": "done"})
+    send_payload(DONE)
     # The hang-up wakes the zygote now; the process's own teardown (exit_mm comes before its files are
     # closed) then overlaps with the zygote's report instead of delaying it.
     _close(RESULT_FD)
@@ -137,10 +145,10 @@ def compile_hole(source: str, whole_test: bool, index: int) -> Any:
 
 
 def _run_test(index: int, test: dict[str, Any], namespace: dict[str, Any], compiled: list[Any]) -> None:
-    send({"ev": "start", "i": index})
+    send_payload(START % index)
     for j, source in enumerate(test["holes"]):
         send(_evaluate_hole(index, j, source, test["in_sandbox"], namespace, compiled[j]), flush=False)
-    send({"ev": "end", "i": index}, flush=False)
+    send_payload(END % index, flush=False)
 
 
 def _evaluate_hole(index: int, j: int, source: str, whole_test: bool, namespace: dict[str, Any],

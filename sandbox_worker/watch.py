@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import select
 import struct
 import time
@@ -24,6 +25,10 @@ QUIET_S = 0.01  # how often a quiet run's pipes are read
 BUSY_BYTES = 1 << 14  # a read that finds this much marks the pipe busy
 QUIET_MASK = 0  # epoll reports EPOLLHUP and EPOLLERR whatever the mask
 _decode_json = json.JSONDecoder().decode  # one value, no trailing data; without json.loads' per-call checks
+# Most frames are exactly one of these compact forms (runner.LOADED, DONE, START, END): they are read without
+# a JSON parse, into what the parse would give. Any other spelling takes the JSON path.
+_FIXED_EVENTS = {b'{"ev":"loaded"}': "loaded", b'{"ev":"done"}': "done"}
+_INDEXED_EVENT = re.compile(rb'\{"ev":"(start|end)","i":(0|[1-9][0-9]{0,8})\}')
 
 
 @dataclass
@@ -224,7 +229,7 @@ class Watcher:
         run's protocol error, never the zygote's crash."""
         try:
             for payload in payloads:
-                ended = self._on_frame(_decode_json(payload.decode("utf-8")))
+                ended = self._on_frame(_read_frame(payload))
                 if ended:
                     return ended
         except Exception:  # frames are hostile input: any failure to read one is the run's
@@ -269,6 +274,16 @@ class Watcher:
         else:
             plain_data.validate(frame["v"])  # depth and size, so no later parser chokes on it
             test.holes.append([True, frame["v"]])
+
+
+def _read_frame(payload: bytes) -> Any:
+    event = _FIXED_EVENTS.get(payload)
+    if event is not None:
+        return {"ev": event}
+    indexed = _INDEXED_EVENT.fullmatch(payload)
+    if indexed is not None:
+        return {"ev": "start" if indexed[1] == b"start" else "end", "i": int(indexed[2])}
+    return _decode_json(payload.decode("utf-8"))
 
 
 def _index(value: Any, tests: list[TestState]) -> int:

@@ -82,3 +82,22 @@ def test_the_frames_that_fit_in_the_result_cap_count_before_it_is_exceeded() -> 
     end = w._on_result(_frames(*frames, _json({"ev": "hole", "i": 1, "j": 0, "v": "x" * 100})))
     assert end is not None and end.reason == "result_exceeded"
     assert w.tests[0].state == "done" and end.current == 1  # the test that overflowed is the one blamed
+
+
+def test_fixed_frames_read_without_a_parse_give_what_the_parse_gives() -> None:
+    from sandbox_worker import runner
+    from sandbox_worker.watch import _read_frame
+
+    for payload in (runner.LOADED, runner.DONE, runner.START % 0, runner.START % 7, runner.END % 123456789):
+        assert _read_frame(payload) == json.loads(payload)
+    # Other spellings take the JSON path: still valid ones read the same, invalid ones still fail.
+    assert _read_frame(b'{"ev": "start", "i": 1}') == {"ev": "start", "i": 1}
+    assert _read_frame(b'{"i":1,"ev":"end"}') == {"ev": "end", "i": 1}
+    for bad in (b'{"ev":"start","i":01}', b'{"ev":"start","i":1}x', b'{"ev":"done"} {"ev":"done"}'):
+        try:
+            _read_frame(bad)
+        except ValueError:
+            continue
+        raise AssertionError(f"{bad!r} was read")
+    w = _watcher(2)
+    assert w._on_result(_frames(runner.START % 2)).reason == "protocol_error"  # the index is still checked
