@@ -30,7 +30,13 @@ CLONE_NEWNET = 0x40000000
 # zygote enters an empty one once (only a downed loopback: no network at all) and its runs share it. Runs of
 # one slot never overlap and no process outlives its run, so nothing (not even an abstract unix socket)
 # passes from one run to the next; runs of different slots are in different network namespaces.
-RUN_NAMESPACES = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS
+# The UTS namespace is the zygote's too: runs cannot set the hostname (no CAP_SYS_ADMIN). So is the IPC
+# namespace where the zygote can set its limits to zero: then no System V or POSIX IPC object can be created
+# in it at all, so none outlives a run to reach the next one, and runs skip an IPC namespace's setup and
+# teardown (~1% of a HumanEval program's CPU). Where the limits cannot be set, each run gets its own.
+RUN_NAMESPACES = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC
+IPC_LIMITS = {"/proc/sys/kernel/msgmni": "0", "/proc/sys/kernel/shmmni": "0", "/proc/sys/kernel/sem": "0 0 0 0",
+              "/proc/sys/fs/mqueue/queues_max": "0"}
 
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
 MS_BIND, MS_MOVE, MS_REC, MS_PRIVATE = 4096, 8192, 16384, 1 << 18
@@ -145,11 +151,12 @@ def prepare_zygote(hidden_paths: list[str], keep_paths: list[str], run_uid: int,
     mode = "root" if os.geteuid() == 0 and _uid_mapped(run_uid) else "userns"
     uid, gid = os.geteuid(), os.getegid()
     try:
-        unshare(CLONE_NEWNS | CLONE_NEWNET | (CLONE_NEWUSER if mode == "userns" else 0))
+        unshare(CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWUTS | CLONE_NEWIPC | (CLONE_NEWUSER if mode == "userns" else 0))
         if mode == "userns":
             _write("/proc/self/setgroups", "deny")
             _write("/proc/self/uid_map", f"0 {uid} 1")
             _write("/proc/self/gid_map", f"0 {gid} 1")
+        _close_ipc()  # before the tree, /proc with it, turns read-only
         mount(None, "/", None, MS_REC | MS_PRIVATE)
         mount("tmpfs", SCRATCH_DIR, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0755")
         for index, hidden in enumerate(hidden_paths):
@@ -164,6 +171,17 @@ def prepare_zygote(hidden_paths: list[str], keep_paths: list[str], run_uid: int,
             "(Linux >= 5.12, root or unprivileged user namespaces); set ACECODER_SANDBOX_ISOLATION=none "
             "to run WITHOUT isolation (unsafe)") from exc
     return mode
+
+
+def _close_ipc() -> None:
+    """Zero IPC limits in the zygote's IPC namespace; then its runs share it (see RUN_NAMESPACES)."""
+    global RUN_NAMESPACES
+    try:
+        for path, value in IPC_LIMITS.items():
+            _write(path, value)
+    except OSError:
+        return  # runs keep an IPC namespace each
+    RUN_NAMESPACES &= ~CLONE_NEWIPC
 
 
 def _is_under(path: str, parent: str) -> bool:

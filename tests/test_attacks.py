@@ -363,6 +363,24 @@ KEYCTL = ("import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\n"
           "def find():\n    return libc.syscall(249, b'user', b'acecoder-probe', None, 0) > 0\n")
 
 
+IPC = ("import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\nKEY = 0x41434552\n"
+       "def leave():\n    q = libc.msgget(KEY, 0o1666)\n    s = libc.shmget(KEY + 1, 4096, 0o1666)\n"
+       "    m = libc.semget(KEY + 2, 1, 0o1666)\n    p = libc.mq_open(b'/acecoder', 0o102, 0o666, None)\n"
+       "    return [q >= 0, s >= 0, m >= 0, p >= 0]\n"
+       "def find():\n    return [libc.msgget(KEY, 0) >= 0, libc.shmget(KEY + 1, 0, 0) >= 0, libc.semget(KEY + 2, 0, 0) >= 0,\n"
+       "            libc.mq_open(b'/acecoder', 2) >= 0]\n")
+
+
+def test_ipc_objects_do_not_carry_data_between_runs(client: httpx.Client) -> None:
+    """System V message queues, shared memory, semaphores and POSIX message queues outlive the process that
+    made them; runs share their zygote's IPC namespace only where its limits are zero (nothing can be made
+    there), else each has its own."""
+    for _ in range(4):  # at least one per slot, whether or not the objects could be made
+        assert score(client, IPC, ["assert len(leave()) == 4"])["reward"] == 1.0
+    for _ in range(8):
+        assert score(client, IPC, ["assert find() == [False, False, False, False]"])["reward"] == 1.0
+
+
 def test_kernel_keyrings_do_not_carry_data_between_runs(client: httpx.Client) -> None:
     for _ in range(4):  # at least one per slot
         assert score(client, KEYCTL, ["assert add() == True"])["reward"] == 1.0
