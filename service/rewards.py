@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Awaitable, Sequence
 from typing import Protocol
 
@@ -139,8 +140,8 @@ class RewardService:
         t = result.tests
         self.metrics.programs.labels(t.status).inc()
         self.metrics.program_seconds.observe(t.run_time_s)
-        for outcome in t.outcomes:
-            self.metrics.test_outcomes.labels(outcome).inc()
+        for outcome, count in Counter(t.outcomes).items():  # one labelled update per outcome, not per test
+            self.metrics.test_outcomes.labels(outcome).inc(count)
         for reason in t.kills:
             self.metrics.sandbox_kills.labels(reason).inc()
         reward = t.pass_rate if rule == "pass_rate" else float(t.total > 0 and t.passed == t.total)

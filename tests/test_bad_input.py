@@ -97,9 +97,20 @@ def test_binary_reward_and_limits_are_capped(client: httpx.Client) -> None:
     assert body["rewards"] == [0.0, 1.0]
 
 
+def _outcomes(text: str) -> dict[str, float]:
+    prefix = "acecoder_test_outcomes_total{outcome="
+    return {line[len(prefix) + 1:].split('"', 1)[0]: float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines() if line.startswith(prefix)}
+
+
 def test_metrics_count_requests_and_outcomes(client: httpx.Client) -> None:
-    client.post("/v1/rewards", json={"items": [GOOD_ITEM]})
+    before = _outcomes(client.get("/metrics").text)
+    item = {"response": "def f(x):\n    return x\n", "tests": ["assert f(1) == 1", "assert f(2) == 2", "assert f(3) == 4"]}
+    client.post("/v1/rewards", json={"items": [GOOD_ITEM, item]})
     text = client.get("/metrics").text
+    after = _outcomes(text)
+    passes = len(GOOD_ITEM["tests"]) + 2  # every test counted once, by its outcome
+    assert after["pass"] - before.get("pass", 0) == passes and after["fail"] - before.get("fail", 0) == 1
     assert 'acecoder_requests_total{code="200",route="/v1/rewards"}' in text
     assert 'acecoder_test_outcomes_total{outcome="pass"}' in text
     assert "acecoder_request_latency_seconds_bucket" in text
