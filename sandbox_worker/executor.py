@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
+import marshal
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -98,7 +98,7 @@ class TestExecutor:
 
 
 def _judge_report(plans: list[assertions.TestPlan], raw: bytes) -> ItemResult:
-    report = json.loads(raw)
+    report = marshal.loads(raw)
     return ItemResult(judge.clean_text(report.get("code")), judge.judge(plans, report))
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import marshal
 import os
 import struct
 import sys
@@ -45,7 +46,9 @@ class _Zygote:
     async def request(self, job: dict[str, Any], timeout_s: float) -> bytes:
         """Sends a job, returns the raw report: the caller parses it (off the event loop when it is big)."""
         assert self.proc.stdin is not None and self.proc.stdout is not None
-        payload = json.dumps(job, separators=(",", ":")).encode()
+        # marshal both ways, not JSON: ~10x cheaper to build and parse (a report's JSON parse alone was ~50 us,
+        # on the gateway's one event loop); both ends are this package's own trusted processes.
+        payload = marshal.dumps(job)
         self.proc.stdin.write(struct.pack(">I", len(payload)) + payload)
         await self.proc.stdin.drain()
         async with asyncio.timeout(timeout_s):  # unlike wait_for, no extra task per program
@@ -62,7 +65,7 @@ async def _read_raw_frame(stream: asyncio.StreamReader) -> bytes:
 
 
 async def _read_frame(stream: asyncio.StreamReader) -> dict[str, Any]:
-    return json.loads(await _read_raw_frame(stream))
+    return marshal.loads(await _read_raw_frame(stream))  # type: ignore[no-any-return]
 
 
 async def _start_zygote(config: PoolConfig, slot: int) -> _Zygote:
