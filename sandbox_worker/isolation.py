@@ -31,9 +31,10 @@ CLONE_NEWNET = 0x40000000
 # one slot never overlap and no process outlives its run, so nothing (not even an abstract unix socket)
 # passes from one run to the next; runs of different slots are in different network namespaces.
 # The UTS namespace is the zygote's too: runs cannot set the hostname (no CAP_SYS_ADMIN). So is the IPC
-# namespace where the zygote can set its limits to zero: then no System V or POSIX IPC object can be created
-# in it at all, so none outlives a run to reach the next one, and runs skip an IPC namespace's setup and
-# teardown (~1% of a HumanEval program's CPU). Where the limits cannot be set, each run gets its own.
+# namespace, in root mode, where the zygote sets its limits to zero and runs (unprivileged host uids) cannot
+# raise them: no System V or POSIX IPC object can be created in it at all, so none outlives a run to reach the
+# next one, and runs skip an IPC namespace's setup and teardown (~1% of a HumanEval program's CPU). Rootless,
+# or where the limits cannot be set, each run gets an IPC namespace of its own.
 RUN_NAMESPACES = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC
 IPC_LIMITS = {"/proc/sys/kernel/msgmni": "0", "/proc/sys/kernel/shmmni": "0", "/proc/sys/kernel/sem": "0 0 0 0",
               "/proc/sys/fs/mqueue/queues_max": "0"}
@@ -156,7 +157,10 @@ def prepare_zygote(hidden_paths: list[str], keep_paths: list[str], run_uid: int,
             _write("/proc/self/setgroups", "deny")
             _write("/proc/self/uid_map", f"0 {uid} 1")
             _write("/proc/self/gid_map", f"0 {gid} 1")
-        _close_ipc()  # before the tree, /proc with it, turns read-only
+        if mode == "root":
+            # Only here: a userns run is uid 0 of the user namespace that owns this IPC namespace, and such
+            # a uid may raise the limits again through its own /proc/sys (no capability needed).
+            _close_ipc()  # before the tree, /proc with it, turns read-only
         mount(None, "/", None, MS_REC | MS_PRIVATE)
         mount("tmpfs", SCRATCH_DIR, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0755")
         for index, hidden in enumerate(hidden_paths):

@@ -9,25 +9,22 @@ PID 1, which takes its whole PID namespace down.
 from __future__ import annotations
 
 import contextlib
-import functools
 import marshal
 import os
 import select
 import signal
 import struct
 import time
-import warnings
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from sandbox_worker import cgroups, isolation, runner
 from sandbox_worker.forker import Forker
+from sandbox_worker.hole_cache import HoleCache
 from sandbox_worker.watch import RunEnd, TestState, Watcher
 
 ZYGOTE_ALLOWANCE_MB = 64  # the zygote shares its slot's memory cgroup
 ZYGOTE_PROCESSES = 3  # the zygote, its forker and the spare run share the slot's pids cgroup
-COMPILED_HOLES_CACHED = 4096  # distinct test holes kept compiled (a few hundred bytes each)
-MAX_PRECOMPILED_HOLE_CHARS = 2000
 WARM_UP_AFTER_S = 0.001  # a spare warms up when its job has not come this long after it is ready
 
 
@@ -59,6 +56,7 @@ class Supervisor:
         self.cgroup = cgroup
         self.scratch_mb = scratch_mb
         self.warm_up = warm_up  # see runner.warm_up: latency for CPU
+        self.holes = HoleCache()
         self.epoll = select.epoll()  # reused: one epoll instance for all runs
         self._spare: _Child | None = None
         self._result_budget = 0
@@ -113,8 +111,7 @@ class Supervisor:
         self._result_budget = int(limits["max_result_bytes"])
         status, output, kills, runs, start = "ok", b"", [], 0, 0
         code: str | None = None
-        compiled = [[_compiled_hole(source, test["in_sandbox"], index) for source in test["holes"]]
-                    for index, test in enumerate(job["tests"])]
+        compiled = self.holes.compile_job(job["tests"])
         while True:
             runs += 1
             try:
@@ -262,23 +259,6 @@ class Supervisor:
         os.close(devnull)
         isolation.apply_limits(_run_limits(message["job"]["limits"]))
         runner.run(message["job"], message["start"], message["compiled"])
-
-
-@functools.lru_cache(maxsize=COMPILED_HOLES_CACHED)
-def _compiled_hole(source: str, whole_test: bool, index: int) -> Any:
-    """A test hole compiled here, once per distinct hole (a problem's tests come with each of its sampled
-    responses), and sent to the run as a code object: the run skips the compiler (~20 us a hole when warm,
-    more in freshly cloned memory; ~2% of a HumanEval program's CPU). Only short holes: a long one (the
-    compiler's cost grows with it) is compiled by the run, within its deadline, as before."""
-    if len(source) > MAX_PRECOMPILED_HOLE_CHARS:
-        return None
-    try:
-        # A hole the compiler warns about is left to the run too, so the warning stays in its output.
-        with warnings.catch_warnings():
-            warnings.simplefilter("error")
-            return runner.compile_hole(source, whole_test, index)
-    except Exception:  # the run compiles it again and reports the error as its own
-        return None
 
 
 def _write_all(fd: int, data: bytes) -> None:

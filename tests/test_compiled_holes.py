@@ -8,28 +8,48 @@ from __future__ import annotations
 
 import httpx
 
-from sandbox_worker import supervise
+from sandbox_worker import hole_cache
+from sandbox_worker.hole_cache import HoleCache
 from tests.conftest import score
+
+LATER = float("inf")  # no deadline
 
 
 def test_a_short_hole_is_compiled_once_with_the_runs_filename() -> None:
-    code = supervise._compiled_hole("f(1) + 2", False, 3)
+    cache = HoleCache()
+    code = cache.get("f(1) + 2", False, 3, LATER)
     assert code is not None and code.co_filename == "test_3.py"
-    assert supervise._compiled_hole("f(1) + 2", False, 3) is code  # cached: one compile per distinct hole
-    whole = supervise._compiled_hole("assert f(1) == 1", True, 0)
+    assert cache.get("f(1) + 2", False, 3, LATER) is code  # cached: one compile per distinct hole
+    whole = cache.get("assert f(1) == 1", True, 0, LATER)
     assert whole is not None and eval(whole, {"f": lambda x: x}) is None  # exec mode: a statement
+    job = cache.compile_job([{"holes": ["f(1) + 2"], "in_sandbox": False}] * 4)
+    assert [row[0].co_filename for row in job] == ["test_0.py", "test_1.py", "test_2.py", "test_3.py"]
+    assert job[3][0] is code
 
 
 def test_holes_the_zygote_leaves_to_the_run() -> None:
-    long_hole = "f(" + "1 + " * supervise.MAX_PRECOMPILED_HOLE_CHARS + "1)"
-    assert supervise._compiled_hole(long_hole, False, 0) is None
-    assert supervise._compiled_hole("assert (yield) == 1", True, 0) is None  # SyntaxError
-    assert supervise._compiled_hole("assert f(1) is 1", True, 0) is None  # SyntaxWarning
+    cache = HoleCache()
+    long_hole = "f(" + "1 + " * hole_cache.MAX_SOURCE_CHARS + "1)"
+    assert cache.get(long_hole, False, 0, LATER) is None and len(cache) == 0  # not even a cache key
+    assert cache.get("assert (yield) == 1", True, 0, LATER) is None  # SyntaxError
+    assert cache.get("assert f(1) is 1", True, 0, LATER) is None  # SyntaxWarning
+    # Constant folding: under 2,000 characters of source, hundreds of KB of code object.
+    folded = "f(" + " + ".join(f"'{a}{b}' * 2048" for a, b in ("AB", "AC", "AD", "AE", "AF", "AG")) + ")"
+    assert len(folded) < hole_cache.MAX_SOURCE_CHARS and cache.get(folded, False, 0, LATER) is None
+    assert cache.get("f(2)", False, 0, 0.0) is None and ("f(2)", False, 0) not in cache._entries  # out of time
+
+
+def test_the_cache_is_bounded_in_bytes() -> None:
+    cache = HoleCache(max_bytes=20_000)
+    for n in range(200):
+        assert cache.get(f"f({n})", False, 0, LATER) is not None
+    assert cache.bytes <= 20_000 and 0 < len(cache) < 200
+    assert ("f(199)", False, 0) in cache._entries and ("f(0)", False, 0) not in cache._entries  # LRU
 
 
 def test_verdicts_do_not_depend_on_where_a_hole_was_compiled(client: httpx.Client) -> None:
     program = "def f(x):\n    return x\n"
-    ones = ", ".join(["1"] * supervise.MAX_PRECOMPILED_HOLE_CHARS)  # a hole this long is compiled by the run
+    ones = ", ".join(["1"] * hole_cache.MAX_SOURCE_CHARS)  # a hole this long is compiled by the run
     result = score(client, program, [
         "assert f(3) == 3",
         f"assert f([{ones}]) == [{ones}]",

@@ -13,7 +13,8 @@ import httpx
 import pytest
 
 from loadtest.gateway_process import REPO, Gateway, free_port, stop_gateway, wait_healthy
-from tests.test_attacks import ATTACKS, FAST, HONEST
+from tests.conftest import score
+from tests.test_attacks import ATTACKS, FAST, HONEST, IPC
 
 pytestmark = pytest.mark.skipif(shutil.which("unshare") is None, reason="util-linux unshare not installed")
 
@@ -67,3 +68,12 @@ def test_file_system_and_devices_out_of_reach_without_host_root(rootless: httpx.
     assert body["rewards"] == [0.5] or body["items"][0]["tests"]["outcomes"][1] == "pass", body
     assert body["items"][0]["tests"]["outcomes"][1] == "pass", body
     assert canary.read_text() == "untouched"
+
+
+def test_ipc_objects_do_not_carry_data_between_runs_without_host_root(rootless: httpx.Client) -> None:
+    """Rootless, a run is uid 0 of the user namespace that owns its zygote's namespaces and could raise shared
+    IPC limits again through /proc/sys: each run has an IPC namespace of its own here."""
+    for _ in range(4):  # at least one per slot
+        assert score(rootless, IPC, ["assert len(leave()) == 4"])["reward"] == 1.0
+    for _ in range(8):
+        assert score(rootless, IPC, ["assert find() == [False, False, False, False]"])["reward"] == 1.0
