@@ -209,9 +209,10 @@ def test_entry_points_run_as_the_image_calls_them(tmp_path: Path) -> None:
         while subprocess.run(_image_command(probe[1:]), env=env, capture_output=True, check=False).returncode:
             assert time.monotonic() < deadline and worker.poll() is None, "worker never healthy"
             time.sleep(0.5)
-        while True:
+        while True:  # healthy, and it has seen the worker's heartbeat (until then a request is a 503)
             try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
+                if health.status_code == 200 and health.json().get("workers", 0) >= 1:
                     break
             except httpx.TransportError:
                 pass
