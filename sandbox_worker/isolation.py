@@ -17,8 +17,7 @@ import resource
 import signal
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import NoReturn
+from typing import NamedTuple, NoReturn
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUTS = 0x04000000
@@ -59,9 +58,9 @@ class IsolationUnavailable(RuntimeError):
     """The kernel refused a namespace or mount the sandbox needs; the worker must not start."""
 
 
-@dataclass(frozen=True)
-class RunLimits:
-    """Resource limits applied to one sandboxed run (all processes it starts)."""
+class RunLimits(NamedTuple):
+    """Resource limits applied to one sandboxed run (all processes it starts). A NamedTuple, not a dataclass:
+    this module is imported by the forker, and `dataclasses` (with `inspect`) would add ~1 MB to every run."""
 
     memory_mb: int
     cpu_s: int
@@ -331,7 +330,9 @@ def drop_capabilities() -> None:
 
 def python_install_paths() -> list[str]:
     """What the sandboxed interpreter must still read when secrets are masked."""
-    paths = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
+    # This package too: the forker is started (and imports it) inside the masked view.
+    here = os.path.dirname(os.path.abspath(__file__))
+    paths = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix, here)}
     paths |= {os.path.realpath(p) for p in sys.path if p and os.path.isdir(p)}
     # Keep only outermost paths: a nested one is re-exposed with its parent.
     return sorted(p for p in paths if not any(q != p and _is_under(p, q) for q in paths))

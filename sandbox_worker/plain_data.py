@@ -11,7 +11,6 @@ This module is imported inside the sandbox too, so it depends on the standard li
 
 from __future__ import annotations
 
-import base64
 import binascii
 import collections
 import decimal
@@ -23,7 +22,7 @@ import types
 from typing import Any
 
 # Bound at import: inside the sandbox the candidate may have patched the builtins by the time we encode.
-_type, _repr, _format, _bool, _b64 = type, repr, format, bool, base64.b64encode
+_type, _repr, _format, _bool, _b2a = type, repr, format, bool, binascii.b2a_base64
 _str, _len, _tuple, _hasattr, _issubclass = str, len, tuple, hasattr, issubclass
 _deque, _Fraction, _Decimal = collections.deque, fractions.Fraction, decimal.Decimal
 _PAIR_TYPES = {collections.Counter: "ctr", collections.OrderedDict: "od", collections.defaultdict: "dd"}
@@ -97,7 +96,7 @@ def _encode(value: Any, depth: int, budget: list[int]) -> Any:
     if kind is str:
         return value
     if kind is bytes:
-        return {"b": _b64(value).decode("ascii")}
+        return {"b": _b2a(value, newline=False).decode("ascii")}
     if kind is complex:
         return {"c": [_repr(value.real), _repr(value.imag)]}
     if kind is list:
@@ -271,7 +270,8 @@ def _decode_opaque(body: Any) -> Opaque:
 _DECODERS: dict[str, Any] = {
     "i": lambda body, depth: _decode_int(body),
     "f": lambda body, depth: _decode_float(body),
-    "b": lambda body, depth: base64.b64decode(body, validate=True),
+    # base64.b64decode(body, validate=True), without the base64 module in every run (see forker.py)
+    "b": lambda body, depth: binascii.a2b_base64(body, strict_mode=True),
     "c": lambda body, depth: _decode_complex(body),
     "t": lambda body, depth: tuple(_decode_items(body, depth)),
     "s": lambda body, depth: set(_hashable_items(body, depth)),

@@ -17,6 +17,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
+from sandbox_worker.forker import DEFAULT_PRELOAD
 from sandbox_worker.isolation import IsolationUnavailable
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,7 @@ class PoolConfig:
     uid_base: int
     scratch_mb: int
     warm_up: bool = True
+    preload: tuple[str, ...] = DEFAULT_PRELOAD
 
 
 class _Zygote:
@@ -71,7 +73,7 @@ async def _read_frame(stream: asyncio.StreamReader) -> dict[str, Any]:
 async def _start_zygote(config: PoolConfig, slot: int) -> _Zygote:
     zygote_config = {"isolation": config.isolation, "hidden_paths": list(config.hidden_paths),
                      "uid": config.uid_base + slot, "scratch_mb": config.scratch_mb,
-                     "warm_up": config.warm_up,
+                     "warm_up": config.warm_up, "preload": list(config.preload),
                      "cgroup_name": f"acecoder-{os.getpid()}-{slot}"}
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-I", "-m", "sandbox_worker.zygote", json.dumps(zygote_config),

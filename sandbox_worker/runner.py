@@ -119,7 +119,7 @@ def warm_up() -> None:
     is written to the result pipe and nothing stays behind (no module, no name, no cache a program sees).
     It costs CPU of its own and faults pages the job may never touch: done in every spare under load,
     where no CPU idles, it lowered throughput by ~5% (paired A/B), so a spare only warms up when its job
-    has not come soon (supervise.WARM_UP_AFTER_S).
+    has not come soon (forker.WARM_UP_AFTER_S).
     """
     namespace: dict[str, Any] = {"__builtins__": builtins}
     source, code = _extract(_WARM_UP_PROGRAM, ["f"])

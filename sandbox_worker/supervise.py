@@ -16,16 +16,15 @@ import signal
 import struct
 import time
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any
 
-from sandbox_worker import cgroups, isolation, runner
-from sandbox_worker.forker import Forker
+from sandbox_worker import cgroups, isolation
+from sandbox_worker.forker import DEFAULT_PRELOAD, Forker
 from sandbox_worker.hole_cache import HoleCache
 from sandbox_worker.watch import RunEnd, TestState, Watcher
 
 ZYGOTE_ALLOWANCE_MB = 64  # the zygote shares its slot's memory cgroup
 ZYGOTE_PROCESSES = 3  # the zygote, its forker and the spare run share the slot's pids cgroup
-WARM_UP_AFTER_S = 0.001  # a spare warms up when its job has not come this long after it is ready
 
 
 @dataclass
@@ -50,18 +49,18 @@ class Supervisor:
     teardown stay off the request's path."""
 
     def __init__(self, mode: str, uid: int, cgroup: cgroups.SlotCgroup | None, scratch_mb: int,
-                 warm_up: bool = True) -> None:
+                 warm_up: bool = True, preload: tuple[str, ...] = DEFAULT_PRELOAD) -> None:
         self.mode = mode
         self.uid = uid
         self.cgroup = cgroup
-        self.scratch_mb = scratch_mb
-        self.warm_up = warm_up  # see runner.warm_up: latency for CPU
         self.holes = HoleCache()
         self.epoll = select.epoll()  # reused: one epoll instance for all runs
         self._spare: _Child | None = None
         self._result_budget = 0
-        # Forked now, before the first job: runs are cloned from it and never see what jobs left behind.
-        self.forker = Forker(self._run_body, isolated=mode != "none")
+        # Started now, before the first job: runs are cloned from it and never see what jobs left behind.
+        # warm_up: see runner.warm_up (latency for CPU).
+        self.forker = Forker({"uid": uid, "mode": mode, "scratch_mb": scratch_mb, "warm_up": warm_up,
+                              "preload": list(preload), "namespaces": isolation.RUN_NAMESPACES})
         self._finished: _Child | None = None
 
     def self_check(self) -> None:
@@ -238,49 +237,10 @@ class Supervisor:
     def _kill_and_reap(self, pid: int) -> int:
         return self.forker.kill_and_reap(pid)
 
-    def _run_body(self, job_r: int, result_w: int, output_w: int) -> NoReturn:
-        """Inside a freshly cloned run (in the forker): isolate, wait for the job, run it."""
-        # A session and process group of its own: kill(0) or killpg from the run reaches only the run.
-        os.setsid()
-        isolation.set_process_name("acecoder-run")
-        os.dup2(job_r, 0)
-        os.dup2(result_w, runner.RESULT_FD)
-        os.dup2(output_w, 1)
-        os.dup2(output_w, 2)
-        os.closerange(runner.RESULT_FD + 1, 1 << 16)  # the forker's socket and everything else
-        isolation.isolate(self.uid, self.mode, self.scratch_mb)
-        # Only when no job is there soon: under load the next job is usually waiting within a millisecond,
-        # and warming up then only delays it and spends CPU a run needs.
-        if self.warm_up and not select.select([0], [], [], WARM_UP_AFTER_S)[0]:
-            runner.warm_up()
-        message = _read_frame(0)
-        devnull = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(devnull, 0)
-        os.close(devnull)
-        isolation.apply_limits(_run_limits(message["job"]["limits"]))
-        runner.run(message["job"], message["start"], message["compiled"])
-
 
 def _write_all(fd: int, data: bytes) -> None:
     while data:
         data = data[os.write(fd, data):]
-
-
-def _read_frame(fd: int) -> dict[str, Any]:
-    header = _read_exact(fd, 4)
-    (size,) = struct.unpack(">I", header)
-    return marshal.loads(_read_exact(fd, size))
-
-
-def _read_exact(fd: int, size: int) -> bytes:
-    chunks = []
-    while size:
-        chunk = os.read(fd, size)
-        if not chunk:
-            os._exit(0)  # the zygote went away before sending a job
-        chunks.append(chunk)
-        size -= len(chunk)
-    return b"".join(chunks)
 
 
 def _refine_exit(end: RunEnd, wait_status: int) -> RunEnd:
@@ -314,13 +274,6 @@ def _load_status(error: str) -> str:
     if error.startswith("MemoryError"):
         return "memory_exceeded"
     return "runtime_error"
-
-
-def _run_limits(limits: dict[str, Any]) -> isolation.RunLimits:
-    return isolation.RunLimits(
-        memory_mb=limits["memory_mb"], cpu_s=int(limits["program_timeout_s"]) + 1,
-        max_processes=limits["max_processes"], max_open_files=limits["max_open_files"],
-        max_file_bytes=limits["max_file_bytes"])
 
 
 def _default_limits() -> dict[str, Any]:

@@ -8,39 +8,23 @@ package's own processes; JSON cost ~10x more to build and parse).
 The first frame the zygote sends is its readiness: {"ready": true, "mode": ...} or {"ready": false, "error"}.
 
 The zygote never receives expected values (the judge keeps them), and its environment was scrubbed by the
-pool before exec. Runs are cloned by its forker (`forker.py`), forked before the first job, so a run that
-reads its own memory or /proc/self/environ finds neither secrets nor earlier jobs.
+pool before exec. Runs are cloned by its forker (`forker.py`), a fresh interpreter started before the first
+job, so a run that reads its own memory or /proc/self/environ finds neither secrets nor earlier jobs. The
+modules candidates commonly import are preloaded there, not here.
 """
 
 from __future__ import annotations
 
-# Pre-imported so that a run pays a fork, not an import. Candidates commonly use these.
-import bisect  # noqa: F401
-import collections  # noqa: F401
 import contextlib
-import copy  # noqa: F401
-import dataclasses  # noqa: F401
-import datetime  # noqa: F401
-import decimal  # noqa: F401
-import fractions  # noqa: F401
-import functools  # noqa: F401
-import hashlib  # noqa: F401
-import heapq  # noqa: F401
-import itertools  # noqa: F401
 import json
 import marshal
-import math  # noqa: F401
 import os
-import random  # noqa: F401
-import re  # noqa: F401
-import statistics  # noqa: F401
-import string  # noqa: F401
 import struct
 import sys
 import traceback
-import typing  # noqa: F401
 
 from sandbox_worker import cgroups, isolation, supervise
+from sandbox_worker.forker import DEFAULT_PRELOAD
 
 RUN_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": isolation.SCRATCH_DIR}
 
@@ -59,8 +43,6 @@ def _read_exact(fd: int, size: int) -> bytes:
 def read_frame(fd: int) -> dict:
     (size,) = struct.unpack(">I", _read_exact(fd, 4))
     return marshal.loads(_read_exact(fd, size))  # type: ignore[no-any-return]
-
-
 
 
 def write_frame(fd: int, frame: dict) -> None:
@@ -120,8 +102,14 @@ def _start(config: dict) -> tuple[cgroups.SlotCgroup | None, supervise.Superviso
             if cgroup is not None:
                 cgroup.leave_and_remove()
             raise
-    supervisor = supervise.Supervisor(mode=mode, uid=config["uid"], cgroup=cgroup, scratch_mb=config["scratch_mb"],
-                                      warm_up=config.get("warm_up", True))
+    try:
+        supervisor = supervise.Supervisor(mode=mode, uid=config["uid"], cgroup=cgroup,
+                                          scratch_mb=config["scratch_mb"], warm_up=config.get("warm_up", True),
+                                          preload=tuple(config.get("preload", DEFAULT_PRELOAD)))
+    except BaseException:
+        if cgroup is not None:
+            cgroup.leave_and_remove()
+        raise
     try:
         supervisor.self_check()
     except BaseException:

@@ -20,7 +20,8 @@ async def embedded_executor(settings: Settings, size: int = 0) -> AsyncIterator[
     """The sandbox pool in this process: the gateway's default, and what each queue worker runs."""
     config = PoolConfig(size=size or settings.resolved_pool_size(), isolation=settings.sandbox_isolation,
                         hidden_paths=tuple(settings.sandbox_hidden_paths), uid_base=settings.sandbox_uid_base,
-                        scratch_mb=settings.sandbox_scratch_mb, warm_up=settings.sandbox_warm_up)
+                        scratch_mb=settings.sandbox_scratch_mb, warm_up=settings.sandbox_warm_up,
+                        preload=tuple(settings.sandbox_preload))
     pool = SandboxPool(config)
     await pool.start()
     log.info("sandbox pool ready: %d zygotes, isolation=%s, memory cgroup v%s", config.size, pool.mode, pool.cgroup)

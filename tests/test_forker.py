@@ -1,0 +1,97 @@
+"""The forker: a fresh interpreter per slot holding only what runs need, plus the operator's preloads.
+
+Every page the forker holds is copied (as page tables) into each run and freed at its exit, so what it holds is
+a cost every run pays; these tests pin down what that is, and that a preload which cannot import stops the
+service at startup instead of failing requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+from pydantic import ValidationError
+
+from sandbox_worker import executor as executor_module
+from sandbox_worker import plain_data
+from sandbox_worker.executor import Limits
+from sandbox_worker.forker import DEFAULT_PRELOAD
+from sandbox_worker.isolation import IsolationUnavailable
+from sandbox_worker.pool import PoolConfig, SandboxPool
+from service.settings import Settings
+from tests.conftest import score
+
+UID_BASE = 206000  # apart from the session gateway's slots: no shared per-uid process limits
+LIMITS = Limits(test_timeout_s=4, program_timeout_s=10, memory_mb=1024, max_processes=8, max_open_files=64,
+                max_file_bytes=1 << 20, max_output_bytes=1 << 16, max_result_bytes=1 << 16)
+MODULES_SEEN = ("import sys\n"
+                "def seen(names):\n    return [name in sys.modules for name in names]\n")
+
+
+def test_runs_hold_the_preloads_and_none_of_the_zygote_s_modules(client: httpx.Client) -> None:
+    preloaded = list(DEFAULT_PRELOAD)
+    # The zygote's own modules and what they import, and stdlib modules no preload pulls in.
+    absent = ["sandbox_worker.supervise", "sandbox_worker.watch", "sandbox_worker.hole_cache",
+              "sandbox_worker.cgroups", "sandbox_worker.zygote", "dataclasses", "inspect", "hashlib", "datetime",
+              "ast", "socket", "base64", "traceback"]
+    result = score(client, MODULES_SEEN, [f"assert seen({preloaded!r}) == {[True] * len(preloaded)!r}",
+                                          f"assert seen({absent!r}) == {[False] * len(absent)!r}"])
+    assert result["tests"]["outcomes"] == ["pass", "pass"], result
+
+
+def test_modules_left_out_of_the_preload_still_import(client: httpx.Client) -> None:
+    program = ("import dataclasses, hashlib, datetime, ast, base64, statistics\n"
+               "@dataclasses.dataclass\nclass P:\n    x: int\n"
+               "def f():\n    return [P(3).x, hashlib.md5(b'a').hexdigest()[:6], datetime.date(2024, 2, 29).isoformat(),\n"
+               "            ast.literal_eval('[1, 2]'), base64.b64encode(b'hi').decode(), statistics.median([3, 1, 2])]\n")
+    result = score(client, program, ["assert f() == [3, '0cc175', '2024-02-29', [1, 2], 'aGk=', 2]"])
+    assert result["tests"]["outcomes"] == ["pass"], result
+
+
+def _config(preload: tuple[str, ...]) -> PoolConfig:
+    settings = Settings()
+    return PoolConfig(size=1, isolation="namespaces", hidden_paths=tuple(settings.sandbox_hidden_paths),
+                      uid_base=UID_BASE, scratch_mb=16, preload=preload)
+
+
+def test_an_operator_preload_is_in_every_run() -> None:
+    async def scenario() -> list[str]:
+        pool = SandboxPool(_config(("statistics", "fractions")))
+        await pool.start()
+        try:
+            executor = executor_module.TestExecutor(pool, [])
+            tests = ["assert seen(['statistics', 'dataclasses']) == [True, False]"]
+            results = await executor.execute_many([(MODULES_SEEN, tests)] * 3, LIMITS)
+            return [outcome for r in results for outcome in r.tests.outcomes]
+        finally:
+            await pool.close()
+
+    assert asyncio.run(scenario()) == ["pass"] * 3
+
+
+def test_a_preload_that_cannot_be_imported_stops_startup_and_names_it() -> None:
+    async def scenario() -> None:
+        pool = SandboxPool(_config(("json", "no_such_module_for_acecoder")))
+        try:
+            await pool.start()
+        finally:
+            await pool.close()
+
+    with pytest.raises(IsolationUnavailable, match="sandbox_preload: cannot import 'no_such_module_for_acecoder'"):
+        asyncio.run(scenario())
+
+
+def test_third_party_preloads_must_be_allowed_modules() -> None:
+    with pytest.raises(ValidationError, match=r"ACECODER_SANDBOX_PRELOAD.*'numpy\.linalg'"):
+        Settings(sandbox_preload=["numpy.linalg"])
+    assert Settings(sandbox_preload=["numpy.linalg"], sandbox_allowed_modules=["numpy"]).sandbox_preload == ["numpy.linalg"]
+    assert Settings(sandbox_preload=["os.path", "xml.dom"]).sandbox_preload == ["os.path", "xml.dom"]
+
+
+def test_base64_bodies_decode_strictly_as_before() -> None:
+    """plain_data decodes bytes with binascii (the base64 module stays out of the runs): same strictness."""
+    assert plain_data.decode(plain_data.encode(b"\x00\xff")) == b"\x00\xff"
+    for body in ("aGk", "a$Gk=", "aGk==="):
+        with pytest.raises(ValueError):
+            plain_data.decode({"b": body})
