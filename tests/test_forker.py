@@ -55,19 +55,30 @@ def _config(preload: tuple[str, ...]) -> PoolConfig:
                       uid_base=UID_BASE, scratch_mb=16, preload=preload)
 
 
-def test_an_operator_preload_is_in_every_run() -> None:
-    async def scenario() -> list[str]:
+def test_an_operator_preload_is_in_every_run_and_site_packages_still_import() -> None:
+    """The forker starts without `site` (-S) and takes the zygote's sys.path instead: allowed third-party
+    packages import from site-packages as before, and `exit`/`quit` are there as in any interpreter."""
+    third_party = ("import sys\ndef f():\n    import idna\n    return idna.__name__\n"
+                   "def g():\n    import sniffio\n    return 1\n"
+                   "def h():\n    return [type(exit).__name__, type(quit).__name__, sys.flags.no_site]\n")
+
+    async def scenario() -> list[list[str]]:
         pool = SandboxPool(_config(("statistics", "fractions")))
         await pool.start()
         try:
-            executor = executor_module.TestExecutor(pool, [])
+            executor = executor_module.TestExecutor(pool, ["idna"])
             tests = ["assert seen(['statistics', 'dataclasses']) == [True, False]"]
-            results = await executor.execute_many([(MODULES_SEEN, tests)] * 3, LIMITS)
-            return [outcome for r in results for outcome in r.tests.outcomes]
+            jobs = [(MODULES_SEEN, tests)] * 3 + [
+                (third_party, ["assert f() == 'idna'", "assert g() == 1", "assert h() == ['Quitter', 'Quitter', 1]"])]
+            results = await executor.execute_many(jobs, LIMITS)
+            return [[*r.tests.outcomes, *r.tests.details] for r in results]
         finally:
             await pool.close()
 
-    assert asyncio.run(scenario()) == ["pass"] * 3
+    *preloaded, imports = asyncio.run(scenario())
+    assert preloaded == [["pass", None]] * 3
+    assert imports[:3] == ["pass", "error", "pass"], imports
+    assert "missing dependency: 'sniffio'" in str(imports[4]), imports
 
 
 def test_a_preload_that_cannot_be_imported_stops_startup_and_names_it() -> None:
