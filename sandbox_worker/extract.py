@@ -55,7 +55,7 @@ def _pick_block(blocks: list[str], test_names: set[str]) -> str:
 
 def _parse(code: str) -> _ast.Module:
     """ast.parse(code)."""
-    return compile(code, "<unknown>", "exec", _ast.PyCF_ONLY_AST)  # type: ignore[return-value]
+    return compile(code, "<unknown>", "exec", _ast.PyCF_ONLY_AST, dont_inherit=True)  # type: ignore[return-value]
 
 
 def _defined_names(code: str) -> set[str]:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 # `_socket`, not `socket`: the socket module's enums cost every run ~190 KB (see above).
 import _socket
+import contextlib
 import ctypes
 import gc
 import importlib
@@ -44,7 +45,7 @@ WARM_UP_AFTER_S = 0.001  # a spare warms up when its job has not come this long 
 # above): listed are the common ones that cost little; the runner itself loads json, decimal and fractions.
 DEFAULT_PRELOAD = ("bisect", "collections", "copy", "functools", "heapq", "itertools", "math", "re", "string",
                    "typing")
-READY_TIMEOUT_S = 60.0
+READY_TIMEOUT_S = 45.0  # shorter than the pool's wait for its zygote, so the reason reaches the operator
 # What the forker process runs (`python -c`): without `site`, sys.path must be set before the first import.
 BOOTSTRAP = ("import json, sys; sys.path[:] = json.loads(sys.argv[2])['path']; "
              "from sandbox_worker.forker import main; main()")
@@ -67,8 +68,9 @@ class Forker:
         # alone pulls in pathlib, urllib and ipaddress: 0.8 MB in every run); the forker gets the zygote's
         # sys.path, which already holds what the .pth files add, and `site`'s builtins (main() below).
         # -B: the file system is read-only here anyway; do not even try to write bytecode.
-        package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        config = {**config, "path": [*sys.path, package_root]}
+        package = os.path.dirname(os.path.abspath(__file__))
+        config = {**config, "path": [*sys.path, os.path.dirname(package)], "package": package,
+                  "prefix": sys.prefix, "exec_prefix": sys.exec_prefix, "parent": os.getpid()}
         argv = [sys.executable, "-I", "-S", "-B", "-c", BOOTSTRAP, str(fd), json.dumps(config)]
         self.pid = os.fork()
         if self.pid == 0:
@@ -87,6 +89,8 @@ class Forker:
             hello = b"E" + str(exc).encode()
         self._sock.settimeout(None)
         if hello != b"+":
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)  # it may still be stuck in an import
             self.close()
             raise ForkerFailed(hello[1:].decode(errors="replace") if hello else "the forker exited at startup")
 
@@ -127,15 +131,25 @@ def main() -> NoReturn:
     sock = _socket.socket(fileno=int(sys.argv[1]))
     config = json.loads(sys.argv[2])
     ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # dies with the zygote
+    if os.getppid() != config["parent"]:
+        os._exit(0)  # the zygote died before the line above: nobody will ever ask for a run
     isolation.set_process_name("acecoder-forker")
+    # What `site` would have set (runs see the same interpreter as the zygote), and the same package.
+    sys.prefix, sys.exec_prefix = config["prefix"], config["exec_prefix"]
+    here = os.path.dirname(os.path.abspath(__file__))
+    if here != config["package"]:
+        _refuse(sock, f"the forker imported sandbox_worker from {here}, the zygote from {config['package']}")
     isolation.RUN_NAMESPACES = config["namespaces"]
     for name in config["preload"]:
         try:
             importlib.import_module(name)
         except BaseException as exc:  # whatever the module raises while importing
-            sock.send(f"Esandbox_preload: cannot import {name!r} in the sandbox: {type(exc).__name__}: {exc}"
-                      .encode(errors="replace")[:2000])
-            os._exit(1)
+            _refuse(sock, f"sandbox_preload: cannot import {name!r} in the sandbox: {type(exc).__name__}: {exc}")
+        # A run is a clone of this thread alone: a library whose import started threads (OpenBLAS, for
+        # numpy) would wait forever in the run for threads that are not there.
+        if len(os.listdir("/proc/self/task")) > 1:
+            _refuse(sock, f"sandbox_preload: importing {name!r} started threads, which a run cloned from the "
+                          "forker would not have; leave it out (runs that need it import it themselves)")
     # With -S, `site` was imported without running: give runs the builtins it would have added.
     site.setquit()  # exit(), quit()
     site.setcopyright()
@@ -144,6 +158,11 @@ def main() -> NoReturn:
     gc.freeze()  # the child's collector then never walks (and copy-on-write faults in) this whole heap
     sock.send(b"+")
     _serve(sock, config)
+
+
+def _refuse(sock: _socket.socket, reason: str) -> NoReturn:
+    sock.send(b"E" + reason.encode(errors="replace")[:2000])
+    os._exit(1)
 
 
 def _serve(sock: _socket.socket, config: dict[str, Any]) -> NoReturn:

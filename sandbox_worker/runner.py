@@ -32,6 +32,8 @@ LOADED, DONE = b'{"ev":"loaded"}', b'{"ev":"done"}'
 START, END = b'{"ev":"start","i":%d}', b'{"ev":"end","i":%d}'
 
 
+# Every compile() here passes dont_inherit=True: this module's own `from __future__ import annotations` must not
+# reach candidate code (its annotations would silently become strings).
 # Bound at import, before the candidate runs: patching builtins or os/struct then cannot break reporting.
 _len, _write, _pack, _exit, _close = len, os.write, struct.pack, os._exit, os.close
 
@@ -93,7 +95,7 @@ def run(job: dict[str, Any], start: int, compiled: list[list[Any]]) -> NoReturn:
     send({"ev": "code", "code": source})
     try:
         if code is None:
-            code = compile(source, "solution.py", "exec")
+            code = compile(source, "solution.py", "exec", dont_inherit=True)
         exec(code, namespace)
     except BaseException as exc:
         send({"ev": "load_error", "error": describe(exc)})
@@ -125,7 +127,7 @@ def warm_up() -> None:
     source, code = _extract(_WARM_UP_PROGRAM, ["f"])
     dumps({"ev": "code", "code": source})
     exec(code, namespace)
-    value = eval(compile("f(1)", "test_0.py", "eval"), namespace)
+    value = eval(compile("f(1)", "test_0.py", "eval", dont_inherit=True), namespace)
     _pack(">I", _len(dumps({"ev": "hole", "i": 0, "j": 0, "v": encode(value)})))
 
 
@@ -133,7 +135,7 @@ def _extract(response: str, names: list[str]) -> tuple[str | None, Any]:
     """The program and, when the response compiled as it is, its code object (no second parse)."""
     if looks_like_plain_code(response) and response.strip():
         try:
-            return response, compile(response, "solution.py", "exec")
+            return response, compile(response, "solution.py", "exec", dont_inherit=True)
         except (SyntaxError, ValueError, RecursionError, MemoryError):
             pass
     return extract_code(response, set(names)), None
@@ -141,7 +143,7 @@ def _extract(response: str, names: list[str]) -> tuple[str | None, Any]:
 
 def compile_hole(source: str, whole_test: bool, index: int) -> Any:
     """A hole's code, compiled the same way wherever it is compiled (the zygote or the run)."""
-    return compile(source, f"test_{index}.py", "exec" if whole_test else "eval")
+    return compile(source, f"test_{index}.py", "exec" if whole_test else "eval", dont_inherit=True)
 
 
 def _run_test(index: int, test: dict[str, Any], namespace: dict[str, Any], compiled: list[Any]) -> None:

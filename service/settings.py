@@ -5,6 +5,7 @@ Built once in the entry point and passed down; nothing reads the environment at 
 
 from __future__ import annotations
 
+import re
 import sys
 from typing import Literal
 
@@ -12,6 +13,9 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from sandbox_worker.forker import DEFAULT_PRELOAD
+
+_MODULE_NAME = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
+_NEVER_PRELOAD = frozenset({"antigravity", "this", "idlelib", "turtledemo", "sandbox_worker", "service"})
 
 MiB = 1024 * 1024
 
@@ -149,6 +153,13 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _preloads_are_allowed(self) -> Settings:
+        # Preloads are imported as root in the forker, before any run: plain module names only, and none
+        # whose import runs a program.
+        malformed = [name for name in self.sandbox_preload if not _MODULE_NAME.fullmatch(name)
+                     or "__main__" in name.split(".") or name.partition(".")[0] in _NEVER_PRELOAD]
+        if malformed:
+            raise ValueError(f"ACECODER_SANDBOX_PRELOAD must list importable module names (no __main__, "
+                             f"none of {sorted(_NEVER_PRELOAD)}): {malformed}")
         # A preloaded module is in every run's sys.modules, so the import gate would let candidates have it.
         refused = [name for name in self.sandbox_preload if name.partition(".")[0] not in sys.stdlib_module_names
                    and name.partition(".")[0] not in self.sandbox_allowed_modules]

@@ -8,6 +8,7 @@ service at startup instead of failing requests.
 from __future__ import annotations
 
 import asyncio
+import sys
 
 import httpx
 import pytest
@@ -60,16 +61,16 @@ def test_an_operator_preload_is_in_every_run_and_site_packages_still_import() ->
     packages import from site-packages as before, and `exit`/`quit` are there as in any interpreter."""
     third_party = ("import sys\ndef f():\n    import idna\n    return idna.__name__\n"
                    "def g():\n    import sniffio\n    return 1\n"
-                   "def h():\n    return [type(exit).__name__, type(quit).__name__, sys.flags.no_site]\n")
+                   "def h():\n    return [type(exit).__name__, type(quit).__name__, sys.flags.no_site, sys.prefix]\n")
 
-    async def scenario() -> list[list[str]]:
+    async def scenario() -> list[list[str | None]]:
         pool = SandboxPool(_config(("statistics", "fractions")))
         await pool.start()
         try:
             executor = executor_module.TestExecutor(pool, ["idna"])
             tests = ["assert seen(['statistics', 'dataclasses']) == [True, False]"]
             jobs = [(MODULES_SEEN, tests)] * 3 + [
-                (third_party, ["assert f() == 'idna'", "assert g() == 1", "assert h() == ['Quitter', 'Quitter', 1]"])]
+                (third_party, ["assert f() == 'idna'", "assert g() == 1", f"assert h() == ['Quitter', 'Quitter', 1, {sys.prefix!r}]"])]
             results = await executor.execute_many(jobs, LIMITS)
             return [[*r.tests.outcomes, *r.tests.details] for r in results]
         finally:
@@ -91,6 +92,36 @@ def test_a_preload_that_cannot_be_imported_stops_startup_and_names_it() -> None:
 
     with pytest.raises(IsolationUnavailable, match="sandbox_preload: cannot import 'no_such_module_for_acecoder'"):
         asyncio.run(scenario())
+
+
+def test_a_preload_that_starts_threads_is_refused() -> None:
+    """A run is a clone of the forker's one thread: OpenBLAS threads started by `import numpy` would be
+    missing in every run, and its first matrix product would wait for them forever."""
+    pytest.importorskip("numpy")
+
+    async def scenario() -> None:
+        pool = SandboxPool(_config(("numpy",)))
+        try:
+            await pool.start()
+        finally:
+            await pool.close()
+
+    with pytest.raises(IsolationUnavailable, match="importing 'numpy' started threads"):
+        asyncio.run(scenario())
+
+
+def test_candidate_code_is_compiled_with_its_own_future_flags(client: httpx.Client) -> None:
+    """The runner's own `from __future__ import annotations` must not turn a program's annotations into
+    strings (it did, through compile()'s flag inheritance)."""
+    program = "def g(x: int) -> int:\n    return x\ndef f():\n    return [v is int for v in g.__annotations__.values()]\n"
+    result = score(client, program, ["assert f() == [True, True]", "assert (lambda: g.__annotations__['x'])() is int"])
+    assert result["tests"]["outcomes"] == ["pass", "pass"], result
+
+
+def test_preload_names_are_plain_module_names() -> None:
+    for bad in (["json."], [""], ["unittest.__main__"], ["antigravity"], ["a-b"], ["sandbox_worker.zygote"]):
+        with pytest.raises(ValidationError, match="ACECODER_SANDBOX_PRELOAD must list importable module names"):
+            Settings(sandbox_preload=bad, sandbox_allowed_modules=["sandbox_worker"])
 
 
 def test_third_party_preloads_must_be_allowed_modules() -> None:
