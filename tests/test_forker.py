@@ -56,6 +56,14 @@ def _config(preload: tuple[str, ...]) -> PoolConfig:
                       uid_base=UID_BASE, scratch_mb=16, preload=preload)
 
 
+async def _start_and_close(preload: tuple[str, ...]) -> None:
+    pool = SandboxPool(_config(preload))
+    try:
+        await pool.start()
+    finally:
+        await pool.close()
+
+
 def test_an_operator_preload_is_in_every_run_and_site_packages_still_import() -> None:
     """The forker starts without `site` (-S) and takes the zygote's sys.path instead: allowed third-party
     packages import from site-packages as before, and `exit`/`quit` are there as in any interpreter."""
@@ -83,15 +91,8 @@ def test_an_operator_preload_is_in_every_run_and_site_packages_still_import() ->
 
 
 def test_a_preload_that_cannot_be_imported_stops_startup_and_names_it() -> None:
-    async def scenario() -> None:
-        pool = SandboxPool(_config(("json", "no_such_module_for_acecoder")))
-        try:
-            await pool.start()
-        finally:
-            await pool.close()
-
     with pytest.raises(IsolationUnavailable, match="sandbox_preload: cannot import 'no_such_module_for_acecoder'"):
-        asyncio.run(scenario())
+        asyncio.run(_start_and_close(("json", "no_such_module_for_acecoder")))
 
 
 def test_a_preload_that_starts_threads_is_refused() -> None:
@@ -99,15 +100,8 @@ def test_a_preload_that_starts_threads_is_refused() -> None:
     missing in every run, and its first matrix product would wait for them forever."""
     pytest.importorskip("numpy")
 
-    async def scenario() -> None:
-        pool = SandboxPool(_config(("numpy",)))
-        try:
-            await pool.start()
-        finally:
-            await pool.close()
-
     with pytest.raises(IsolationUnavailable, match="importing 'numpy' started threads"):
-        asyncio.run(scenario())
+        asyncio.run(_start_and_close(("numpy",)))
 
 
 def test_candidate_code_is_compiled_with_its_own_future_flags(client: httpx.Client) -> None:
