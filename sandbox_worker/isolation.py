@@ -41,6 +41,7 @@ IPC_LIMITS = {"/proc/sys/kernel/msgmni": "0", "/proc/sys/kernel/shmmni": "0", "/
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
 MS_BIND, MS_MOVE, MS_REC, MS_PRIVATE = 4096, 8192, 16384, 1 << 18
 AT_FDCWD, AT_RECURSIVE = -100, 0x8000
+MNT_DETACH = 2
 MOUNT_ATTR_RDONLY, MOUNT_ATTR_NOSUID = 0x1, 0x2
 SYS_CLONE = {"x86_64": 56, "aarch64": 220}
 SYS_MOUNT_SETATTR = 442
@@ -165,6 +166,10 @@ def prepare_zygote(hidden_paths: list[str], keep_paths: list[str], run_uid: int,
         for index, hidden in enumerate(hidden_paths):
             _mask(hidden, [k for k in keep_paths if _is_under(k, hidden)], index)
         _minimal_dev()
+        # The staging tmpfs is empty now (everything on it was moved into place). Unmounted, the host's /tmp
+        # shows again, read-only: the forker, exec'd in this view, may live there (a clone of the repository
+        # under /tmp); every run covers /tmp with a tmpfs of its own before its job arrives.
+        _check(_libc.umount2(SCRATCH_DIR.encode(), ctypes.c_int(MNT_DETACH)), f"umount {SCRATCH_DIR}")
         make_tree_readonly("/")
         for point in writable_mounts:  # the slot's cgroup: root-owned files, useless to the run's uid
             set_mount_writable(point)

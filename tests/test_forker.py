@@ -11,11 +11,12 @@ import asyncio
 import sys
 
 import httpx
+import idna
 import pytest
 from pydantic import ValidationError
 
 from sandbox_worker import executor as executor_module
-from sandbox_worker import plain_data
+from sandbox_worker import isolation, plain_data
 from sandbox_worker.executor import Limits
 from sandbox_worker.forker import DEFAULT_PRELOAD
 from sandbox_worker.isolation import IsolationUnavailable
@@ -86,7 +87,10 @@ def test_an_operator_preload_is_in_every_run_and_site_packages_still_import() ->
 
     *preloaded, imports = asyncio.run(scenario())
     assert preloaded == [["pass", None]] * 3
-    assert imports[:3] == ["pass", "error", "pass"], imports
+    # Where the virtualenv itself lives under /tmp (a CI clone), each run's own scratch tmpfs covers it:
+    # its packages cannot be imported in runs, as the README says.
+    under_scratch = idna.__file__.startswith(isolation.SCRATCH_DIR + "/")
+    assert imports[:3] == ["error" if under_scratch else "pass", "error", "pass"], imports
     assert "missing dependency: 'sniffio'" in str(imports[4]), imports
 
 
