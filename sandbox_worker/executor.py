@@ -48,6 +48,7 @@ class TestExecutor:
     def __init__(self, pool: SandboxPool, allowed_modules: list[str]) -> None:
         self.pool = pool
         self.allowed_modules = allowed_modules
+        self._numpy_allowed = "numpy" in allowed_modules  # the judge then evaluates numpy's comparisons
         # One parser thread: CPython 3.11's ast.parse is not safe in several threads at once (it can raise
         # "SystemError: AST constructor recursion depth mismatch"). The lock keeps inline planning on the
         # event loop from overlapping with it.
@@ -63,14 +64,14 @@ class TestExecutor:
         return live > 0, {"mode": "embedded", "zygotes": live}
 
     async def execute(self, response: str, tests: list[str], limits: Limits) -> ItemResult:
-        plans, names = await self._plan(tests)
+        plans, names = await self._plan(tests, self._numpy_allowed)
         runnable = [p for p in plans if not p.invalid]
         if not runnable:
             return ItemResult(None, judge.judge(plans, {"status": "ok", "tests": []}))
         job: dict[str, Any] = {
             "response": response,  # the sandbox extracts the program: hostile text never costs the gateway
             "names": sorted(names),
-            "tests": [{"holes": list(p.holes), "in_sandbox": p.in_sandbox} for p in runnable],
+            "tests": [_wire_test(p) for p in runnable],
             "limits": limits.__dict__,
             "allowed_modules": self.allowed_modules,
         }
@@ -82,19 +83,19 @@ class TestExecutor:
         # Decoding and comparing megabytes of candidate data would stall every other request.
         return await asyncio.to_thread(_judge_report, plans, raw)
 
-    async def _plan(self, tests: list[str]) -> tuple[list[assertions.TestPlan], frozenset[str]]:
+    async def _plan(self, tests: list[str], numpy: bool) -> tuple[list[assertions.TestPlan], frozenset[str]]:
         """Plans are cached, so a problem's tests are parsed once for all of its sampled responses."""
         if sum(len(t) for t in tests) <= INLINE_TEST_CHARS and self._parse_lock.acquire(blocking=False):
             try:
-                return _plan_all(tests)
+                return _plan_all(tests, numpy)
             finally:
                 self._parse_lock.release()
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._parser, self._plan_locked, tests)
+        return await loop.run_in_executor(self._parser, self._plan_locked, tests, numpy)
 
-    def _plan_locked(self, tests: list[str]) -> tuple[list[assertions.TestPlan], frozenset[str]]:
+    def _plan_locked(self, tests: list[str], numpy: bool) -> tuple[list[assertions.TestPlan], frozenset[str]]:
         with self._parse_lock:
-            return _plan_all(tests)
+            return _plan_all(tests, numpy)
 
 
 def _judge_report(plans: list[assertions.TestPlan], raw: bytes) -> ItemResult:
@@ -102,11 +103,18 @@ def _judge_report(plans: list[assertions.TestPlan], raw: bytes) -> ItemResult:
     return ItemResult(judge.clean_text(report.get("code")), judge.judge(plans, report))
 
 
-def _plan_all(tests: list[str]) -> tuple[list[assertions.TestPlan], frozenset[str]]:
+def _plan_all(tests: list[str], numpy: bool) -> tuple[list[assertions.TestPlan], frozenset[str]]:
     names: frozenset[str] = frozenset()
     for test in tests:
         names |= _called_names(test)
-    return [_plan(t) for t in tests], names
+    return [_plan(t, numpy) for t in tests], names
+
+
+def _wire_test(plan: assertions.TestPlan) -> dict[str, Any]:
+    test: dict[str, Any] = {"holes": list(plan.holes), "in_sandbox": plan.in_sandbox}
+    if plan.setup:
+        test["setup"] = plan.setup
+    return test
 
 
 # A problem's tests come back with every one of its N sampled responses: plan each test once. Plans are

@@ -84,18 +84,24 @@ def _judge_one(plan: assertions.TestPlan, state: dict[str, Any]) -> tuple[str, s
     if len(holes) != len(plan.holes):
         return ERROR, "the test produced no trusted result"
     if plan.in_sandbox:
-        ok, value = holes[0]
-        return (PASS, None) if ok else _failure(str(value))
+        return (PASS, None) if holes[0][0] else _failure(str(holes[0][1]))
     try:
-        values = [(True, decode(v)) if ok else (False, v) for ok, v in holes]
-    except (ValueError, TypeError, KeyError) as exc:
+        values = [(True, decode(h[1])) if h[0] else (False, _hole_error(h)) for h in holes]
+    except (ValueError, TypeError, KeyError, IndexError) as exc:
         return ERROR, f"malformed result: {exc}"
     try:
         return (PASS, None) if assertions.evaluate(plan, values) else (FAIL, "assertion failed")
+    except assertions.CheckFailed as exc:
+        return FAIL, str(exc)
     except assertions.HoleFailed as exc:
         return _failure(exc.message)
     except assertions.TestExpressionError as exc:
         return ERROR, str(exc)
+
+
+def _hole_error(hole: list[Any]) -> assertions.HoleError:
+    classes = hole[2] if len(hole) > 2 else []
+    return assertions.HoleError(str(hole[1]), tuple(str(c) for c in classes))
 
 
 def _failure(message: str) -> tuple[str, str]:

@@ -63,6 +63,12 @@ def describe(exc: BaseException) -> str:
     return text[:500]
 
 
+# The standard library's own directories: its private helpers (`_sysconfigdata_*`, `_pydecimal`) are not in
+# sys.stdlib_module_names but are part of it.
+_STDLIB_DIR = os.path.dirname(os.__file__)
+_DYNLOAD_DIR = os.path.join(_STDLIB_DIR, "lib-dynload")
+
+
 class _ImportGate:
     """Meta-path finder: third-party packages outside the allowlist look missing, with the reason."""
 
@@ -71,10 +77,22 @@ class _ImportGate:
 
     def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
         top = name.partition(".")[0]
-        if top in sys.stdlib_module_names or top in self.allowed or top in sys.modules:
+        if top in sys.stdlib_module_names or top in self.allowed or top in sys.modules or _in_stdlib(top):
             return
         raise ModuleNotFoundError(
             f"missing dependency: {top!r} is not available in the sandbox", name=top)
+
+
+def _in_stdlib(top: str) -> bool:
+    """Whether `top` is a module of the standard library's directories (not of site-packages below them)."""
+    if "/" in top or top.startswith(".") or top == "site-packages":
+        return False
+    if os.path.isfile(os.path.join(_STDLIB_DIR, top + ".py")) or os.path.isdir(os.path.join(_STDLIB_DIR, top)):
+        return True
+    try:
+        return any(entry.startswith(top + ".") for entry in os.listdir(_DYNLOAD_DIR))
+    except OSError:
+        return False
 
 
 def run(job: dict[str, Any], start: int, compiled: list[list[Any]]) -> NoReturn:
@@ -148,9 +166,30 @@ def compile_hole(source: str, whole_test: bool, index: int) -> Any:
 
 def _run_test(index: int, test: dict[str, Any], namespace: dict[str, Any], compiled: list[Any]) -> None:
     send_payload(START % index)
+    setup_error = _run_setup(test.get("setup"), index, namespace)
     for j, source in enumerate(test["holes"]):
-        send(_evaluate_hole(index, j, source, test["in_sandbox"], namespace, compiled[j]), flush=False)
+        if setup_error is not None:
+            send({"ev": "hole", "i": index, "j": j, **setup_error}, flush=False)
+        else:
+            send(_evaluate_hole(index, j, source, test["in_sandbox"], namespace, compiled[j]), flush=False)
     send_payload(END % index, flush=False)
+
+
+def _run_setup(setup: str | None, index: int, namespace: dict[str, Any]) -> dict[str, Any] | None:
+    """The test's imports its holes need (`import math`); what they raise is every hole's error."""
+    if not setup:
+        return None
+    try:
+        exec(compile_hole(setup, True, index), namespace)
+    except BaseException as exc:
+        return _error_fields(exc)
+    return None
+
+
+def _error_fields(exc: BaseException) -> dict[str, Any]:
+    """A hole's exception: its text, and the builtin classes it derives from (assertRaises is judged on
+    those outside; a class of the candidate's own is known by the builtin ones it extends)."""
+    return {"err": describe(exc), "x": [c.__name__ for c in type(exc).__mro__ if c.__module__ == "builtins"][:32]}
 
 
 def _evaluate_hole(index: int, j: int, source: str, whole_test: bool, namespace: dict[str, Any],
@@ -166,7 +205,7 @@ def _evaluate_hole(index: int, j: int, source: str, whole_test: bool, namespace:
             value = eval(code, namespace)
         frame["v"] = encode(value)
     except EncodeError as exc:
-        frame["err"] = f"ResultError: {exc}"
+        frame["err"] = f"ResultError: {exc}"  # no exception classes: the hole itself did not raise
     except BaseException as exc:
-        frame["err"] = describe(exc)
+        frame.update(_error_fields(exc))
     return frame

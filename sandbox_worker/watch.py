@@ -34,7 +34,8 @@ _INDEXED_EVENT = re.compile(rb'\{"ev":"(start|end)","i":(0|[1-9][0-9]{0,8})\}')
 @dataclass
 class TestState:
     state: str = "not_run"  # done | timeout | error | not_run
-    holes: list[Any] = field(default_factory=list)  # [ok, encoded value or error message] per hole
+    # per hole: [True, encoded value] or [False, error message, builtin exception classes]
+    holes: list[Any] = field(default_factory=list)
     error: str | None = None
 
 
@@ -270,7 +271,10 @@ class Watcher:
         if type(j) is not int or j != len(test.holes) or test.state != "not_run":
             raise ValueError("hole out of order")
         if "err" in frame:
-            test.holes.append([False, str(frame["err"])[:500]])
+            classes = frame.get("x")
+            if type(classes) is not list or len(classes) > 32 or any(type(c) is not str for c in classes):
+                classes = []
+            test.holes.append([False, str(frame["err"])[:500], [c[:64] for c in classes]])
         else:
             plain_data.validate(frame["v"])  # depth and size, so no later parser chokes on it
             test.holes.append([True, frame["v"]])

@@ -48,7 +48,8 @@ class BestOfN:
                  for c in request.candidates]
         try:
             result = await self.rewards.score(protocol.RewardRequest(items=items, reward=reward,
-                                                                     limits=request.limits))
+                                                                     limits=request.limits,
+                                                                     untrusted_tests=request.untrusted_tests))
         except InvalidRequest as exc:  # named in this request's terms: items.3.response -> candidates.3
             field = _as_candidates(exc.field)
             message = exc.message

@@ -17,6 +17,9 @@ class Metrics:
         self.latency = Histogram("acecoder_request_latency_seconds", "HTTP request latency by route.",
                                  ["route"], buckets=LATENCY_BUCKETS, registry=r)
         self.test_outcomes = Counter("acecoder_test_outcomes_total", "Per-test outcomes.", ["outcome"], registry=r)
+        self.tests_judged = Counter("acecoder_tests_judged_total", "Tests judged, by where: trusted (split, judged "
+                                    "outside the candidate's process) or sandbox (judged inside it; forgeable).",
+                                    ["where"], registry=r)
         self.programs = Counter("acecoder_programs_total", "Programs judged, by program status.", ["status"],
                                 registry=r)
         self.sandbox_kills = Counter("acecoder_sandbox_kills_total", "Sandbox runs ended from outside, by reason.",

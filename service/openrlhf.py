@@ -87,6 +87,9 @@ class OpenRLHFAdapter:
         if request.reward != "model":
             logs["pass_rate"] = [i.tests.pass_rate if i.tests else 0.0 for i in result.items]
             logs["no_code"] = [float(i.tests is not None and i.tests.status == "no_code") for i in result.items]
+            logs["judged_in_sandbox_share"] = [
+                len(i.tests.judged_in_sandbox) / len(i.tests.outcomes) if i.tests and i.tests.outcomes else 0.0
+                for i in result.items]
         if request.reward != "tests":
             logs["model_score"] = [i.model.score if i.model else 0.0 for i in result.items]
         return protocol.OpenRLHFResponse(rewards=result.rewards, scores=result.rewards, extra_logs=logs)
@@ -104,7 +107,8 @@ class OpenRLHFAdapter:
         weights = body.weights or (protocol.Weights(tests=s.openrlhf_weight_tests, model=s.openrlhf_weight_model)
                                    if reward == "combined" else None)
         return protocol.RewardRequest(items=items, reward=reward, weights=weights,
-                                      tests_reward=body.tests_reward or s.openrlhf_tests_reward)
+                                      tests_reward=body.tests_reward or s.openrlhf_tests_reward,
+                                      untrusted_tests=body.untrusted_tests)
 
     def _item(self, body: protocol.OpenRLHFRequest, i: int, reward: str) -> protocol.RewardItem:
         try:

@@ -24,11 +24,18 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)  # "memory_mb": true is an error, not 1
 
 
+UntrustedPolicy = Literal["exclude", "count", "fail"]
+UNTRUSTED_DOC = ("What tests judged inside the candidate's process (judged_in_sandbox; forgeable) do to the reward: "
+                 "exclude (neither add nor remove; an item with only such tests gets 0), count (like any test) or "
+                 "fail (count as failed). Default: the server's ACECODER_UNTRUSTED_TESTS (exclude).")
+
+
 class RewardItem(StrictModel):
     question: str | None = Field(None, description="The problem statement (used by the model reward).")
     response: str = Field(description="The raw LLM response; the program is extracted from it.")
     tests: list[str] = Field([], description="Assert-style tests, one statement (or block) each; required (at "
                              "least one) by the tests and combined rewards.")
+    test_imports: list[str] = Field([], description="Import lines run before every test (MBPP's `test_imports`).")
 
 
 class LimitsIn(StrictModel):
@@ -49,20 +56,24 @@ class RewardRequest(StrictModel):
         "tests", description="tests: run the tests; model: the AceCodeRM score; combined: "
                              "weights.tests * tests reward + weights.model * score, both computed concurrently.")
     tests_reward: Literal["pass_rate", "binary"] = "pass_rate"
+    untrusted_tests: UntrustedPolicy | None = Field(None, description=UNTRUSTED_DOC)
     weights: Weights | None = Field(None, description="Only with reward=combined; default 1 and 1.")
     limits: LimitsIn | None = None
 
 
 class TestsOut(BaseModel):
     status: str = Field(description="What happened to the program: ok, no_code, syntax_error, runtime_error, "
-                        "timeout, memory_exceeded, output_exceeded, crashed, exited, infra_error.")
-    passed: int
-    total: int
-    pass_rate: float
+                        "timeout, memory_exceeded, output_exceeded, crashed, exited, infra_error; or "
+                        "all_tests_untrusted (untrusted_tests=exclude and every test was judged in the sandbox).")
+    passed: int = Field(description="Passed tests among those counted (see untrusted_tests).")
+    total: int = Field(description="Tests counted in the reward: all of them, or with untrusted_tests=exclude "
+                       "those judged outside the sandbox.")
+    pass_rate: float = Field(description="passed / total (0 when no test is counted).")
     outcomes: list[Literal["pass", "fail", "error", "timeout", "not_run"]]
     details: list[str | None] = Field(description="Why each test did not pass (None when it passed).")
     judged_in_sandbox: list[int] = Field(description="Indices of tests that could not be split and were judged "
                                          "inside the sandbox (forgeable by a hostile program).")
+    untrusted_tests: UntrustedPolicy = Field(description="How those tests counted in this reward.")
     run_time_s: float
 
 
@@ -106,13 +117,15 @@ class OpenRLHFRequest(StrictModel):
     tests_reward: Literal["pass_rate", "binary"] | None = Field(None, description="Overrides "
                                                                  "ACECODER_OPENRLHF_TESTS_REWARD.")
     weights: Weights | None = Field(None, description="Overrides the combined reward's weights.")
+    untrusted_tests: UntrustedPolicy | None = Field(None, description=UNTRUSTED_DOC)
 
 
 class OpenRLHFResponse(BaseModel):
     rewards: list[float]
     scores: list[float] = Field(description="The same values (OpenRLHF reads them for dynamic filtering).")
     extra_logs: dict[str, list[float]] = Field(description="Per-sample figures the trainer logs: pass_rate, "
-                                               "model_score, no_code.")
+                                               "model_score, no_code, judged_in_sandbox_share (the share of a "
+                                               "sample's tests judged inside its own process).")
 
 
 class BestOfNRequest(StrictModel):
@@ -123,6 +136,7 @@ class BestOfNRequest(StrictModel):
         None, description="model: AceCodeRM score; tests: pass rate (ties: lowest index); tests_then_model: pass "
                           "rate, ties broken by the score. Default: tests_then_model with tests and a reward "
                           "model, tests with tests only, model without tests.")
+    untrusted_tests: UntrustedPolicy | None = Field(None, description=UNTRUSTED_DOC)
     limits: LimitsIn | None = None
 
 

@@ -9,6 +9,7 @@ from typing import Protocol
 
 from sandbox_worker.executor import ItemResult, Limits
 from sandbox_worker.extract import called_names, extract_code
+from sandbox_worker.judge import PASS, TestsResult
 from service import protocol
 from service.errors import InvalidRequest, Overloaded
 from service.metrics import Metrics
@@ -46,7 +47,8 @@ class RewardService:
             tests = await self._run_tests(request)
         else:
             scores = await self._model_scores(request)
-        items = [self._item_out(request, n, tests[n] if tests else None, scores[n] if scores else None)
+        policy = request.untrusted_tests or self.settings.untrusted_tests
+        items = [self._item_out(request, n, tests[n] if tests else None, scores[n] if scores else None, policy)
                  for n in range(len(request.items))]
         return protocol.RewardResponse(rewards=[i.reward for i in items], items=items)
 
@@ -54,7 +56,7 @@ class RewardService:
         limits = self.limits_for(request.limits)
         self._admit(len(request.items))
         try:
-            return await self.executor.execute_many([(i.response, i.tests) for i in request.items], limits)
+            return await self.executor.execute_many([(i.response, _with_imports(i)) for i in request.items], limits)
         finally:
             self._release(len(request.items))
 
@@ -103,6 +105,13 @@ class RewardService:
                                      field=f"items.{n}.response")
             if len(item.tests) > s.max_tests_per_item:
                 raise InvalidRequest(f"at most {s.max_tests_per_item} tests per item", field=f"items.{n}.tests")
+            if len(item.test_imports) > s.max_tests_per_item:
+                raise InvalidRequest(f"at most {s.max_tests_per_item} test imports per item",
+                                     field=f"items.{n}.test_imports")
+            for k, line in enumerate(item.test_imports):
+                if len(line) > s.max_test_chars:
+                    raise InvalidRequest(f"test import longer than {s.max_test_chars} characters",
+                                         field=f"items.{n}.test_imports.{k}")
             for k, test in enumerate(item.tests):
                 if len(test) > s.max_test_chars:
                     raise InvalidRequest(f"test longer than {s.max_test_chars} characters",
@@ -120,8 +129,8 @@ class RewardService:
         self.metrics.pending_items.set(self._pending)
 
     def _item_out(self, request: protocol.RewardRequest, n: int, result: ItemResult | None,
-                  score: float | None) -> protocol.ItemOut:
-        tests_out, tests_reward = self._tests_out(result, request.tests_reward) if result else (None, 0.0)
+                  score: float | None, policy: protocol.UntrustedPolicy) -> protocol.ItemOut:
+        tests_out, tests_reward = self._tests_out(result, request.tests_reward, policy) if result else (None, 0.0)
         model_out = protocol.ModelOut(score=score) if score is not None else None
         if request.reward == "tests":
             reward = tests_reward
@@ -136,7 +145,8 @@ class RewardService:
             _code_of(request.items[n]) if self.settings.rm_prompt_format == "training" else None)
         return protocol.ItemOut(reward=reward, code=code, tests=tests_out, model=model_out)
 
-    def _tests_out(self, result: ItemResult, rule: str) -> tuple[protocol.TestsOut, float]:
+    def _tests_out(self, result: ItemResult, rule: str,
+                   policy: protocol.UntrustedPolicy) -> tuple[protocol.TestsOut, float]:
         t = result.tests
         self.metrics.programs.labels(t.status).inc()
         self.metrics.program_seconds.observe(t.run_time_s)
@@ -144,11 +154,39 @@ class RewardService:
             self.metrics.test_outcomes.labels(outcome).inc(count)
         for reason in t.kills:
             self.metrics.sandbox_kills.labels(reason).inc()
-        reward = t.pass_rate if rule == "pass_rate" else float(t.total > 0 and t.passed == t.total)
+        untrusted = len(t.judged_in_sandbox)
+        if untrusted:
+            self.metrics.tests_judged.labels("sandbox").inc(untrusted)
+        if t.total > untrusted:
+            self.metrics.tests_judged.labels("trusted").inc(t.total - untrusted)
+        passed, total, status = counted(t, policy)
+        pass_rate = passed / total if total else 0.0
+        reward = pass_rate if rule == "pass_rate" else float(total > 0 and passed == total)
         tests = protocol.TestsOut(
-            status=t.status, passed=t.passed, total=t.total, pass_rate=t.pass_rate, outcomes=t.outcomes,
-            details=t.details, judged_in_sandbox=t.judged_in_sandbox, run_time_s=t.run_time_s)
+            status=status, passed=passed, total=total, pass_rate=pass_rate, outcomes=t.outcomes,
+            details=t.details, judged_in_sandbox=t.judged_in_sandbox, untrusted_tests=policy, run_time_s=t.run_time_s)
         return tests, reward
+
+
+def counted(t: TestsResult, policy: protocol.UntrustedPolicy) -> tuple[int, int, str]:
+    """(passed, total, status) as the reward counts them under the untrusted-tests policy: a test judged
+    inside the candidate's process never adds reward under exclude or fail."""
+    if policy == "count" or not t.judged_in_sandbox:
+        return t.passed, t.total, t.status
+    untrusted = set(t.judged_in_sandbox)
+    trusted_passed = sum(1 for i, o in enumerate(t.outcomes) if o == PASS and i not in untrusted)
+    if policy == "fail":
+        return trusted_passed, t.total, t.status
+    total = t.total - len(untrusted)
+    return trusted_passed, total, t.status if total else "all_tests_untrusted"
+
+
+def _with_imports(item: protocol.RewardItem) -> list[str]:
+    """MBPP rows put the tests' imports in a list of their own: each test gets them in front."""
+    if not item.test_imports:
+        return item.tests
+    head = "\n".join(item.test_imports)
+    return [f"{head}\n{test}" for test in item.tests]
 
 
 async def _both(tests: Awaitable[list[ItemResult]],

@@ -50,6 +50,12 @@ class Settings(BaseSettings):
                     "exit frees its page tables), so list what candidates commonly import. Third-party ones "
                     "must be in ACECODER_SANDBOX_ALLOWED_MODULES.")
 
+    untrusted_tests: Literal["exclude", "count", "fail"] = Field(
+        "exclude", description="Tests that could not be split and were judged inside the candidate's own process "
+                               "(a hostile program could forge them): 'exclude' leaves them out of the reward (an "
+                               "item with only such tests gets 0, status all_tests_untrusted), 'count' counts them "
+                               "like the others, 'fail' counts them as failed. A request may override it.")
+
     default_test_timeout_s: float = Field(4.0, gt=0, description="Per-test limit (the seed's 4 s).")
     default_program_timeout_s: float = Field(15.0, gt=0, description="Whole-program limit (the seed's 15 s).")
     default_memory_mb: int = Field(4096, gt=0, description="Address-space limit per process (the seed's 4 GB).")

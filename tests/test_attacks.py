@@ -423,15 +423,17 @@ def test_dataclasses_and_the_candidate_module_work(client: httpx.Client) -> None
     assert score(client, program, ["assert f(1) == 3"])["reward"] == 1.0
 
 
-def test_expected_sides_computed_by_candidate_code_are_reported_as_judged_in_sandbox(client: httpx.Client) -> None:
-    """Patching math or defining look-alike helpers can only "pass" tests that are flagged as forgeable."""
+def test_expected_sides_computed_by_candidate_code_are_judged_outside_or_flagged(client: httpx.Client) -> None:
+    """Patching math changes nothing (the judge's math is its own); a look-alike helper the candidate defines
+    makes its test forgeable, so it is flagged and, by default, excluded from the reward."""
     program = ("import math\nmath.factorial = lambda n: 0\nmath.tau = 0\nclass Point:\n    def __new__(cls, *a):\n"
                "        return 0\ndef f(*a):\n    return 0\n")
     tests = ["assert f(5) == math.factorial(5)", "assert f(3) == Point(1, 2)", "assert f(1) == math.tau",
              "assert f(4) == 24"]
     result = score(client, program, tests)
-    assert result["tests"]["judged_in_sandbox"] == [0, 1, 2]
-    assert result["tests"]["outcomes"][3] == "fail"
+    assert result["tests"]["judged_in_sandbox"] == [1]
+    assert [result["tests"]["outcomes"][i] for i in (0, 2, 3)] == ["fail", "fail", "fail"]
+    assert result["reward"] == 0.0
 
 
 def test_standard_library_results_are_judged_as_python_would(client: httpx.Client) -> None:

@@ -168,4 +168,4 @@ def test_openrlhf_custom_function(gateway: Gateway, humaneval_subset: list[Probl
     prompt = f"<|im_start|>user\n{p.prompt}<|im_end|>\n<|im_start|>assistant\n"
     out = openrlhf.reward_func([prompt + p.solution, prompt + "pass"], [prompt, prompt], [json.dumps(p.tests)] * 2)
     assert out["rewards"].tolist() == [1.0, 0.0] and out["scores"].tolist() == [1.0, 0.0]
-    assert set(out["extra_logs"]) == {"pass_rate", "no_code"}
+    assert set(out["extra_logs"]) == {"pass_rate", "no_code", "judged_in_sandbox_share"}

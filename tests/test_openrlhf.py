@@ -74,7 +74,8 @@ def test_concurrent_one_sample_requests_get_the_binary_test_reward(gateway: Gate
 def test_many_samples_in_one_request_and_pass_rate_override(gateway: Gateway, problems: list[Problem]) -> None:
     p = problems[0]
     prompt = chat_prompt(p.prompt)
-    half = p.tests[: len(p.tests) // 2] + ["assert False"] * (len(p.tests) - len(p.tests) // 2)
+    wrong = f"assert not ({p.tests[0].removeprefix('assert ')})"  # split like the others, and false
+    half = p.tests[: len(p.tests) // 2] + [wrong] * (len(p.tests) - len(p.tests) // 2)
     body = {"query": [prompt + p.solution, prompt + p.solution], "prompts": [prompt, prompt],
             "labels": [json.dumps(p.tests), json.dumps({"tests": half, "question": "q"})],
             "tests_reward": "pass_rate"}

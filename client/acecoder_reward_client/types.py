@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
 Reward = Literal["tests", "model", "combined"]
@@ -42,6 +42,13 @@ class TestsResult:
     details: list[str | None]
     judged_in_sandbox: list[int]
     run_time_s: float
+    untrusted_tests: str = "count"  # how judged_in_sandbox tests counted (servers before it counted them)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TestsResult:
+        """Fields this client does not know (a newer server's) are ignored."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 @dataclass(frozen=True)
@@ -56,7 +63,7 @@ class ItemResult:
         tests = data.get("tests")
         model = data.get("model")
         return cls(reward=float(data["reward"]), code=data.get("code"),
-                   tests=TestsResult(**tests) if tests else None,
+                   tests=TestsResult.from_json(tests) if tests else None,
                    model_score=float(model["score"]) if model else None)
 
 
