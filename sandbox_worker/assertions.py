@@ -185,9 +185,13 @@ class _Builder:
     # -- checks
 
     def _split_value(self, node: ast.expr) -> ast.expr:
-        """Splits a checked expression; its holes must compute the thing under test and nothing else."""
+        return self._split_check([node])[0]
+
+    def _split_check(self, nodes: list[ast.expr]) -> list[ast.expr]:
+        """Splits the expressions of one check; its holes must compute the thing under test and nothing else."""
         first = len(self.holes)
-        outer = _Splitter(self.scope, self.holes, self._static).split(node)
+        splitter = _Splitter(self.scope, self.holes, self._static)
+        outer = [splitter.split(node) for node in nodes]
         holes = self.holes[first:]
         if any(_decides_or_reveals(h) for h in holes) or (holes and not self._one_subject(holes)):
             raise _Unsplittable
@@ -222,9 +226,9 @@ class _Builder:
             values[kw.arg] = kw.value
         if any(p not in values for p in params):
             raise _Unsplittable
-        args = [self._split_value(values[p]) for p in params]
-        keywords = {k: self._split_value(values[k]) for k in extra if k in values}
-        return MethodCheck(method, args, keywords)
+        names = [*params, *(k for k in extra if k in values)]
+        split = dict(zip(names, self._split_check([values[n] for n in names]), strict=True))
+        return MethodCheck(method, [split[p] for p in params], {k: split[k] for k in extra if k in values})
 
     def _raises_call(self, method: str, call: ast.Call) -> ast.expr:
         """`assertRaises(exc, func, *args, **kwargs)` (or the Regex variant with its pattern second)."""

@@ -206,11 +206,10 @@ class _Evaluator:
         return self._eval(node.expr)
 
     def _eval_MethodCheck(self, node: MethodCheck) -> bool:
-        check, _ = unittest_checks.CHECKS[node.method]
         args = [self._eval(a) for a in node.args]
         kwargs = {k: self._eval(v) for k, v in node.keywords.items()}
         _refuse_opaque_containers(node.method, args)
-        check(*args, **kwargs)
+        unittest_checks.check(node.method, args, kwargs)
         return True
 
     def _eval_CallCheck(self, node: CallCheck) -> bool:

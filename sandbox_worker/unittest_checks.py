@@ -1,11 +1,12 @@
 """unittest's assertion methods, evaluated by the trusted judge over plain data.
 
 `unittest.TestCase().assertEqual(add(1, 2), 3)` is judged here with the candidate's call as a hole: the
-method is this module's, never the candidate's (which could have replaced every `TestCase.assert*`). Each
-function follows the corresponding method of CPython 3.11's unittest.case: same comparisons, same argument
-order, same failures (`CheckFailed`, unittest's AssertionError) and same misuse errors (TypeError). Messages
-are short and never echo the values: they go back to whoever sent the request, and the expected side is
-theirs, but a result can be megabytes.
+method is the judge's, never the candidate's (which could have replaced every `TestCase.assert*`). On values
+of ordinary size, `check` calls this process's own unittest.TestCase method, so the verdict is unittest's to
+the last edge case. On large values it uses the functions below instead, which make the same comparisons
+but skip the failure diff unittest builds (difflib over pretty-printed values: quadratic, and the values
+are the candidate's). Regex patterns always run here, with a time limit. Failures are `CheckFailed` with a
+short message that never echoes the values (a result can be megabytes).
 
 Not here (their tests run in the sandbox): assertWarns, assertLogs, assertNoLogs (they observe the
 candidate's process from inside) and assertRaises (judged by trusted_eval from the exception's classes).
@@ -14,6 +15,7 @@ candidate's process from inside) and assertRaises (judged by trusted_eval from t
 from __future__ import annotations
 
 import collections
+import unittest
 from collections.abc import Callable
 from typing import Any
 
@@ -223,3 +225,36 @@ RAISES = ("assertRaises", "assertRaisesRegex")
 
 def canonical(method: str) -> str:
     return ALIASES.get(method, method)
+
+
+SMALL_ELEMENTS = 2000  # values up to this many elements (all levels) are checked by unittest itself
+_CASE = unittest.TestCase()
+_OWN_ONLY = frozenset({"assertRegex", "assertNotRegex"})  # unittest would run the pattern without a limit
+
+
+def check(method: str, args: list[Any], kwargs: dict[str, Any]) -> None:
+    """Runs the check; raises CheckFailed when it is false, TypeError/ValueError when it is misused."""
+    if method not in _OWN_ONLY and _elements(args, SMALL_ELEMENTS) <= SMALL_ELEMENTS:
+        try:
+            getattr(_CASE, method)(*args, **kwargs)
+        except AssertionError:
+            raise CheckFailed(f"{method} failed") from None
+        return
+    function, _ = CHECKS[method]
+    function(*args, **kwargs)
+
+
+def _elements(value: Any, cap: int) -> int:
+    """How many elements `value` holds at all levels, counting no further than `cap`."""
+    count, stack = 0, [value]
+    while stack and count <= cap:
+        item = stack.pop()
+        count += 1
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple, set, frozenset)):
+            stack.extend(item)
+        elif isinstance(item, (str, bytes)):
+            count += len(item) // 64
+    return count

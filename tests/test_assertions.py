@@ -300,3 +300,85 @@ def test_holes_that_could_compute_or_decide_the_expected_side_are_judged_in_sand
 ])
 def test_one_subject_holes_stay_split(source: str) -> None:
     assert not assertions.plan_test(source).in_sandbox
+
+
+# --- datasets: every test of the shapes they use is judged outside the sandbox ---------------------
+
+def test_no_humaneval_test_is_judged_in_the_sandbox() -> None:
+    from loadtest.humaneval_data import load_problems
+
+    tests = [t for p in load_problems() for t in p.tests]
+    assert len(tests) > 1500
+    assert [t for t in tests if assertions.plan_test(t).in_sandbox] == []
+
+
+def test_no_example_test_is_judged_in_the_sandbox() -> None:
+    import gzip
+    import json
+    from pathlib import Path
+
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    for name in ("humaneval_items.jsonl.gz", "humaneval_best_of_n.jsonl.gz"):
+        with gzip.open(examples / name, "rt") as f:
+            tests = {t for row in map(json.loads, f) for t in row["tests"]}
+        assert [t for t in tests if assertions.plan_test(t).in_sandbox] == [], name
+
+
+MBPP_ROWS = [  # MBPP's shape: test_imports run before each of test_list
+    (["import math"], ["assert math.isclose(area(2), 12.566, rel_tol=0.001)", "assert abs(area(1) - math.pi) < 1e-9"]),
+    (["from math import isclose, pi"], ["assert isclose(area(2), 4 * pi)"]),
+    (["import unittest"], ["unittest.TestCase().assertEqual(first_repeated('abca'), 'a')"]),
+    (["import operator", "import math"], ["assert operator.eq(round(area(1), 3), 3.142)"]),
+    ([], ["assert set(similar_elements((3, 4, 5), (5, 7, 4))) == set((4, 5))",
+          "assert remove_Occ('hello', 'l') == 'heo'", "assert sorted(heap_queue_largest([25, 35], 2)) == [25, 35]"]),
+]
+
+
+@pytest.mark.parametrize(("imports", "tests"), MBPP_ROWS)
+def test_no_mbpp_shaped_test_is_judged_in_the_sandbox(imports: list[str], tests: list[str]) -> None:
+    for test in tests:
+        plan = assertions.plan_test("\n".join([*imports, test]))
+        assert not plan.in_sandbox and plan.invalid is None, test
+
+
+@pytest.mark.parametrize(("classes", "message", "verdict"), [
+    (("ValueError", "Exception", "BaseException"), "ValueError: negative", "pass"),
+    (("ValueError", "Exception", "BaseException"), "MyError: negative", "pass"),  # a subclass of the candidate's
+    (("TypeError", "Exception", "BaseException"), "TypeError: bad", "error"),  # another exception propagates
+    ((), "ResultError: result too large", "fail"),  # the hole did not raise: its value could not be sent
+])
+def test_assert_raises_is_judged_from_the_builtin_classes(classes: tuple[str, ...], message: str, verdict: str) -> None:
+    for test in ("import unittest\nwith unittest.TestCase().assertRaises(ValueError):\n    f(-1)",
+                 "import unittest\nunittest.TestCase().assertRaises(ValueError, f, -1)",
+                 "from unittest import TestCase\nTestCase().assertRaises((KeyError, ValueError), lambda: f(-1))"):
+        plan = _split(test)
+        assert plan.holes == ("f(-1)",)
+        try:
+            got = "pass" if assertions.evaluate(plan, [(False, assertions.HoleError(message, classes))]) else "fail"
+        except assertions.CheckFailed:
+            got = "fail"
+        except HoleFailed:
+            got = "error"
+        assert got == verdict, test
+
+
+def test_assert_raises_fails_when_nothing_is_raised() -> None:
+    plan = _split("import unittest\nwith unittest.TestCase().assertRaisesRegex(ValueError, 'neg'):\n    f(-1)")
+    with pytest.raises(assertions.CheckFailed, match="not raised"):
+        assertions.evaluate(plan, [(True, 0)])
+    with pytest.raises(assertions.CheckFailed, match="pattern"):
+        assertions.evaluate(plan, [(False, assertions.HoleError("ValueError: positive", ("ValueError",)))])
+    assert assertions.evaluate(plan, [(False, assertions.HoleError("ValueError: negative", ("ValueError",)))])
+
+
+@pytest.mark.parametrize("source", [
+    "import unittest\nwith unittest.TestCase().assertRaises(ValueError):\n    1 / 0",  # no candidate code
+    "import unittest\nwith unittest.TestCase().assertRaises(ValueError) as cm:\n    f(-1)",
+    "import unittest\nunittest.TestCase().assertWarns(UserWarning, f, 1)",
+    "import unittest\nunittest.TestCase().assertEqual(f(1), g(1))",  # the expected side by candidate code
+    "import numpy as np\nassert np.allclose(f(1), [0.5])",  # numpy is not allowed in runs here
+    "assert f(1) == 1\nimport math",  # a binding after a check
+    "x = f(1)\nassert x == 2",
+])
+def test_shapes_the_judge_cannot_evaluate_run_in_the_sandbox(source: str) -> None:
+    assert assertions.plan_test(source).in_sandbox
