@@ -162,7 +162,16 @@ class _Inline(ast.NodeTransformer):
         if len(body) != 1 or not isinstance(body[0], ast.Return) or body[0].value is None or node.keywords:
             return node
         params = dict(zip((a.arg for a in helper.args.args), node.args, strict=True))
-        inlined = _Substitute(params).visit(copy.deepcopy(body[0].value))
+        inlined = copy.deepcopy(body[0].value)
+        # A candidate call would sit in the comprehension's body and run once per element (which the judge
+        # refuses to split): it is bound once instead, as the comprehension's first `for p in [call]`.
+        calls = {name: arg for name, arg in params.items() if any(isinstance(n, ast.Call) for n in ast.walk(arg))}
+        comprehension = next((n for n in ast.walk(inlined) if isinstance(n, (ast.ListComp, ast.GeneratorExp))), None)
+        if calls and comprehension is not None:
+            comprehension.generators[:0] = [ast.comprehension(ast.Name(name, ast.Store()), ast.List([arg], ast.Load()),
+                                                              [], 0) for name, arg in calls.items()]
+            params = {name: arg for name, arg in params.items() if name not in calls}
+        inlined = _Substitute(params).visit(inlined)
         assert isinstance(inlined, ast.expr)
         return inlined
 

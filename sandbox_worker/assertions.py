@@ -32,6 +32,7 @@ from typing import Any
 from sandbox_worker import trusted_eval, trusted_scope, unittest_checks
 from sandbox_worker.trusted_eval import (
     ALL_PURE_METHODS,
+    PREDICATE_METHODS,
     CallCheck,
     CheckFailed,
     Checks,
@@ -215,9 +216,10 @@ class _Builder:
             raise _Unsplittable
         _, params = unittest_checks.CHECKS[method]
         extra = unittest_checks.EXTRA_KEYWORDS.get(method, ())
-        values: dict[str, ast.expr] = dict(zip(params, call.args, strict=False))  # a further one is msg
-        if len(call.args) > len(params) + 1:
+        order = unittest_checks.positional(method)
+        if len(call.args) > len(order):
             raise _Unsplittable
+        values = {name: arg for name, arg in zip(order, call.args, strict=False) if name != "msg"}
         for kw in call.keywords:
             if kw.arg == "msg":
                 continue  # a message is never evaluated: it would only run candidate code
@@ -283,8 +285,9 @@ class _Builder:
         Holes must share one root name (`f(3) == g(3)`, `f(3) == Point(1, 2)` and `f(1) == math.tau`
         compute the expected value with candidate-controlled code), the root must not be a module the
         candidate could patch (`math.factorial(5)`, a name the test imported), no call may take another
-        call's result as argument (`helper(f(1), [...])` decides inside), and no method of a builtin type
-        may be called via a dunder (`f(1).__eq__(2)`): the candidate's object could answer those.
+        candidate call's result as argument (`helper(f(1), [...])` decides inside), no predicate method may
+        be asked of the candidate's value (`f("abc").startswith("cb")`) and no dunder called
+        (`f(1).__eq__(2)`): the candidate's object could answer those.
         """
         roots = {_root_name(h) for h in holes}
         if len(roots) != 1 or None in roots:
@@ -297,9 +300,10 @@ class _Builder:
                 return False
             if isinstance(node, ast.Call):
                 arguments = [*node.args, *(k.value for k in node.keywords)]
-                if any(isinstance(n, ast.Call) for a in arguments for n in ast.walk(a)):
+                inner = [n for a in arguments for n in ast.walk(a) if isinstance(n, ast.Call)]
+                if any(_uses_candidate_names(n, ()) for n in inner):  # `set()` as an argument is fine
                     return False
-                if isinstance(node.func, ast.Attribute) and node.func.attr in ALL_PURE_METHODS and arguments:
+                if isinstance(node.func, ast.Attribute) and node.func.attr in PREDICATE_METHODS and arguments:
                     return False
         return True
 
@@ -312,6 +316,7 @@ class _Splitter:
         self.holes = holes
         self.static = static
         self.locals: set[str] = set()
+        self.repeated = 0  # > 0 inside what Python evaluates once per iteration or per call
 
     def split(self, node: ast.expr) -> ast.expr:
         if not self._trusted(node):
@@ -321,7 +326,8 @@ class _Splitter:
         if isinstance(node, (ast.ListComp, ast.SetComp, ast.GeneratorExp, ast.DictComp)):
             return self._split_comprehension(node)
         if isinstance(node, ast.Lambda):
-            return self._with_locals({a.arg for a in node.args.args}, lambda: self._split_fields(node))
+            return self._repeated(lambda: self._with_locals({a.arg for a in node.args.args},
+                                                            lambda: self._split_fields(node)))
         if isinstance(node, (ast.Name, ast.Attribute, ast.Constant)):
             return node
         return self._split_fields(node)
@@ -329,6 +335,8 @@ class _Splitter:
     def _hole(self, node: ast.expr) -> ast.expr:
         free = {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
         if free & self.locals:  # it would need a comprehension's variable, which only the judge has
+            raise _Unsplittable
+        if self.repeated:  # Python would call it once per iteration (a generator is used up, state moves on)
             raise _Unsplittable
         self.holes.append(node)
         return Hole(len(self.holes) - 1)
@@ -350,22 +358,29 @@ class _Splitter:
         return node
 
     def _split_comprehension(self, node: ast.ListComp | ast.SetComp | ast.GeneratorExp | ast.DictComp) -> ast.expr:
-        added: set[str] = set()
-        saved = set(self.locals)
+        """Only the first generator's iterable is evaluated once, as in Python; what follows runs per item."""
+        saved, saved_repeated = set(self.locals), self.repeated
         try:
-            for gen in node.generators:
+            for k, gen in enumerate(node.generators):
+                self.repeated = saved_repeated + (k > 0)
                 gen.iter = self.split(gen.iter)
-                names = {n.id for n in ast.walk(gen.target) if isinstance(n, ast.Name)}
-                added |= names
-                self.locals |= names
+                self.repeated = saved_repeated + 1
+                self.locals |= {n.id for n in ast.walk(gen.target) if isinstance(n, ast.Name)}
                 gen.ifs = [self.split(c) for c in gen.ifs]
             if isinstance(node, ast.DictComp):
                 node.key, node.value = self.split(node.key), self.split(node.value)
             else:
                 node.elt = self.split(node.elt)
         finally:
-            self.locals = saved
+            self.locals, self.repeated = saved, saved_repeated
         return node
+
+    def _repeated(self, body: Any) -> Any:
+        self.repeated += 1
+        try:
+            return body()
+        finally:
+            self.repeated -= 1
 
     def _with_locals(self, names: set[str], body: Any) -> Any:
         saved = set(self.locals)
@@ -374,6 +389,11 @@ class _Splitter:
             return body()
         finally:
             self.locals = saved
+
+    def _candidate(self, node: ast.expr) -> bool:
+        """Whether `node` uses a name the judge does not know (the candidate's, or an unknown import)."""
+        return any(isinstance(n, ast.Name) and n.id not in self.locals and not self.scope.knows(n.id)
+                   for n in ast.walk(node))
 
     def _trusted(self, node: ast.expr) -> bool:
         if isinstance(node, (ast.Constant, ast.Set, ast.Dict, ast.BinOp, ast.UnaryOp, ast.BoolOp, ast.Compare,
@@ -398,12 +418,16 @@ class _Splitter:
             return False  # **kwargs
         func = node.func
         if isinstance(func, ast.Attribute) and not isinstance(self.static(func.value), TrustedModule):
-            if isinstance(func.value, ast.Name) and func.value.id in self.locals:
-                return func.attr in ALL_PURE_METHODS
-            # Without arguments, the method call stays in the hole (`f(1).upper()`: no expected value
-            # reaches the candidate, and a program's own class keeps its own methods); with arguments the
-            # judge applies it to the plain value (`f(1).count(3)`: the candidate's object must not answer).
-            return func.attr in ALL_PURE_METHODS and _is_value(func.value) and bool(node.args or node.keywords)
+            if func.attr not in ALL_PURE_METHODS:
+                return False
+            if (isinstance(func.value, ast.Name) and func.value.id in self.locals) or not self._candidate(func.value):
+                return True  # a method of a value only the judge computes (a loop variable, a literal)
+            # On the candidate's value: a predicate given the test's argument (`f("abc").startswith("cb")`)
+            # is applied by the judge to the plain value, or the candidate's object could answer yes to
+            # anything. Other methods stay in the hole with their arguments (`f(1).upper()`,
+            # `Solution().count([1, 2])`): their result is compared outside like any value, and a
+            # program's own class keeps its own methods.
+            return func.attr in PREDICATE_METHODS and bool(node.args or node.keywords) and _is_value(func.value)
         if isinstance(func, ast.Name) and func.id in self.locals:
             return False
         target = self.static(func)

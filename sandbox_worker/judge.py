@@ -87,8 +87,8 @@ def _judge_one(plan: assertions.TestPlan, state: dict[str, Any]) -> tuple[str, s
         return (PASS, None) if holes[0][0] else _failure(str(holes[0][1]))
     try:
         values = [(True, decode(h[1])) if h[0] else (False, _hole_error(h)) for h in holes]
-    except (ValueError, TypeError, KeyError, IndexError) as exc:
-        return ERROR, f"malformed result: {exc}"
+    except Exception as exc:  # the run's frames are the candidate's to forge: nothing in them may raise here
+        return ERROR, f"malformed result: {exc}"[:500]
     try:
         return (PASS, None) if assertions.evaluate(plan, values) else (FAIL, "assertion failed")
     except assertions.CheckFailed as exc:
@@ -97,6 +97,8 @@ def _judge_one(plan: assertions.TestPlan, state: dict[str, Any]) -> tuple[str, s
         return _failure(exc.message)
     except assertions.TestExpressionError as exc:
         return ERROR, str(exc)
+    except Exception as exc:  # a bug of the judge's must cost one test, never the request (a 500)
+        return ERROR, f"the judge failed: {type(exc).__name__}: {exc}"[:500]
 
 
 def _hole_error(hole: list[Any]) -> assertions.HoleError:

@@ -172,8 +172,10 @@ def decode(data: Any) -> Any:
     """Inverse of `encode`, run on the trusted side; malformed data raises ValueError."""
     try:
         return _decode(data, 0)
-    except (KeyError, TypeError, binascii.Error) as exc:  # unknown tag, unhashable member, bad base64
-        raise ValueError(f"malformed plain value: {exc}") from exc
+    except ValueError:
+        raise
+    except Exception as exc:  # unknown tag, unhashable member, bad base64, anything a forged frame provokes
+        raise ValueError(f"malformed plain value: {type(exc).__name__}: {exc}"[:300]) from exc
 
 
 def _decode(data: Any, depth: int) -> Any:
@@ -195,15 +197,29 @@ def _decode_items(body: Any, depth: int) -> list[Any]:
     return [_decode(v, depth + 1) for v in body]
 
 
-COLLISION_CHECK_SIZE = 256
+COLLISION_CHECK_SIZE = 64
+MAX_COLLIDING = 8  # distinct values sharing one hash; past it, hashing them all would cost quadratic time
+
+
+def check_hashing(items: list[Any]) -> None:
+    """Raises ValueError when `items` hold more than MAX_COLLIDING distinct values of one hash: a set or
+    dict of values built to collide (ints a multiple of 2**61 - 1 apart) costs quadratic time to build,
+    which would stall the judge. Equal values (duplicates) share a hash harmlessly and are not counted."""
+    if len(items) <= COLLISION_CHECK_SIZE:
+        return
+    groups: dict[int, list[Any]] = {}
+    for item in items:
+        distinct = groups.setdefault(hash(item), [])
+        if len(distinct) < MAX_COLLIDING and all(item != d for d in distinct):
+            distinct.append(item)
+        elif len(distinct) >= MAX_COLLIDING and all(item != d for d in distinct):
+            raise ValueError("values built from colliding hashes")
 
 
 def _hashable_items(body: Any, depth: int) -> list[Any]:
-    """Set members or dict keys, refused when built to collide: a set of values sharing one hash costs
-    quadratic time to build, which would stall the judge."""
+    """Set members or dict keys, refused when built to collide (see check_hashing)."""
     items = _decode_items(body, depth)
-    if len(items) > COLLISION_CHECK_SIZE and len({hash(v) for v in items}) < len(items) // 8:
-        raise ValueError("result set or dict built from colliding hashes")
+    check_hashing(items)
     return items
 
 
@@ -216,20 +232,36 @@ def _decode_pairs(body: Any, depth: int) -> list[tuple[Any, Any]]:
     return [(k, _decode(v, depth + 1)) for k, (_, v) in zip(keys, pairs, strict=True)]
 
 
+MAX_RANGE_BITS = 64  # a range's bounds: wider ones make every element a big int (sum(range) stalls)
+MAX_DECIMAL_EXPONENT = 5000  # int(Decimal('1e600000')) costs the judge quadratic time
+MAX_FRACTION_BITS = 1 << 18  # the gcd that normalises a Fraction is superlinear in its bits
+
+
 def _decode_range(body: Any) -> range:
     start, stop, step = (_decode(v, 0) for v in _as_list(body))
-    if not all(type(v) is int for v in (start, stop, step)):
+    if not all(type(v) is int and v.bit_length() <= MAX_RANGE_BITS for v in (start, stop, step)) or step == 0:
         raise ValueError("malformed range")
     return range(start, stop, step)
+
+
+def _decode_fraction(body: Any) -> fractions.Fraction:
+    numerator, denominator = (_decode_int(v) for v in _as_list(body))
+    if denominator == 0 or max(numerator.bit_length(), denominator.bit_length()) > MAX_FRACTION_BITS:
+        raise ValueError("malformed or oversized fraction")
+    return fractions.Fraction(numerator, denominator)
 
 
 def _decode_decimal(body: Any) -> decimal.Decimal:
     if not isinstance(body, str) or len(body) > 2000:
         raise ValueError("malformed decimal")
     try:
-        return decimal.Decimal(body)
+        value = decimal.Decimal(body)
     except decimal.InvalidOperation as exc:
         raise ValueError("malformed decimal") from exc
+    exponent = value.as_tuple().exponent
+    if isinstance(exponent, int) and abs(exponent) > MAX_DECIMAL_EXPONENT:
+        raise ValueError("decimal exponent too large")
+    return value
 
 
 def _decode_float(text: Any) -> float:
@@ -278,7 +310,10 @@ def _decode_ndarray(body: Any, depth: int) -> Any:
         import numpy
     except ImportError:
         return Opaque("numpy.ndarray")
-    return numpy.array(values, dtype=numpy.dtype(dtype))
+    try:
+        return numpy.array(values, dtype=numpy.dtype(dtype))
+    except (ValueError, TypeError, OverflowError) as exc:  # ragged, or values that do not fit the dtype
+        raise ValueError(f"malformed array: {exc}") from exc
 
 
 def _decode_opaque(body: Any) -> Opaque:
@@ -302,7 +337,7 @@ _DECODERS: dict[str, Any] = {
     "dd": lambda body, depth: collections.defaultdict(None, _decode_pairs(body, depth)),
     "dq": lambda body, depth: collections.deque(_decode_items(body, depth)),
     "r": lambda body, depth: _decode_range(body),
-    "fr": lambda body, depth: fractions.Fraction(*(_decode_int(v) for v in _as_list(body))),
+    "fr": lambda body, depth: _decode_fraction(body),
     "dec": lambda body, depth: _decode_decimal(body),
     "dk": lambda body, depth: dict.fromkeys(_hashable_items(body, depth)).keys(),
     "dv": lambda body, depth: dict(enumerate(_decode_items(body, depth))).values(),

@@ -14,15 +14,17 @@ import ast
 import collections
 import operator
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from sandbox_worker import trusted_scope, unittest_checks
-from sandbox_worker.plain_data import COLLISION_CHECK_SIZE, Opaque
+from sandbox_worker.plain_data import Opaque, check_hashing
 from sandbox_worker.trusted_scope import Scope, TestCaseInstance, TestCaseMarker, TrustedModule
 
 MAX_SEQUENCE = 10_000_000
-MAX_STEPS = 5_000_000  # evaluated nodes and comprehension iterations per test
+# Work per test: evaluated nodes, comprehension iterations, and the elements a builtin or method walks in C
+# (`x in seq`, `seq.count(x)`, `sum(seq)`), so a loop over a long result cannot run for minutes.
+MAX_STEPS = 2_000_000
 # printf-style widths or precisions of 5+ digits (or `*`) would let a format string build huge strings.
 _WIDE_FORMAT = re.compile(r"%[-+ #0]*(\*|\d{5,}|\d*\.(\*|\d{5,}))")
 
@@ -138,6 +140,9 @@ PURE_METHODS: dict[type, frozenset[str]] = {
     complex: frozenset({"conjugate"}),
 }
 ALL_PURE_METHODS = frozenset().union(*PURE_METHODS.values())
+# Methods that answer a yes/no question about their receiver: on the candidate's value, only the judge asks.
+PREDICATE_METHODS = frozenset({name for name in ALL_PURE_METHODS if name.startswith("is")}
+                              | {"startswith", "endswith", "issubset", "issuperset", "isdisjoint"})
 
 _BINOPS: dict[type, Callable[[Any, Any], Any]] = {
     ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
@@ -155,7 +160,8 @@ _UNARY: dict[type, Callable[[Any], Any]] = {
 # Trusted functions whose cost grows with their arguments' values, checked like the operators they are.
 _OPERATOR_COSTS: dict[Any, type] = {
     operator.mul: ast.Mult, operator.pow: ast.Pow, pow: ast.Pow, operator.lshift: ast.LShift,
-    operator.mod: ast.Mod, operator.concat: ast.Add,
+    operator.mod: ast.Mod, operator.concat: ast.Add, operator.floordiv: ast.FloorDiv, operator.truediv: ast.Div,
+    divmod: ast.FloorDiv,
 }
 _HASHING = frozenset({set, frozenset, dict, collections.Counter, collections.OrderedDict})
 
@@ -166,8 +172,8 @@ def evaluate(outer: ast.expr, scope: Scope, hole_values: list[tuple[bool, Any]])
     result = _Evaluator(scope, hole_values).eval(outer)
     try:
         return bool(result)
-    except TypeError as exc:  # an opaque result of unknown truthiness
-        raise TestExpressionError(str(exc)) from exc
+    except Exception as exc:  # an opaque result of unknown truthiness, an array of several values
+        raise TestExpressionError(f"{type(exc).__name__}: {exc}"[:500]) from exc
 
 
 class _Evaluator:
@@ -268,7 +274,9 @@ class _Evaluator:
         return tuple(self._elements(node.elts))
 
     def _eval_Set(self, node: ast.Set) -> Any:
-        return set(self._elements(node.elts))
+        elements = self._elements(node.elts)
+        _check_hashing(elements)
+        return set(elements)
 
     def _eval_Dict(self, node: ast.Dict) -> Any:
         if any(k is None for k in node.keys):
@@ -314,6 +322,8 @@ class _Evaluator:
         last = len(node.ops) - 1
         for k, (op, comparator) in enumerate(zip(node.ops, node.comparators, strict=True)):
             right = self._eval(comparator)
+            if isinstance(op, (ast.In, ast.NotIn)):
+                self._step(_size(right))
             result = _CMPOPS[type(op)](left, right)
             if k == last or not result:
                 return result
@@ -324,7 +334,10 @@ class _Evaluator:
         return self._eval(node.body) if self._eval(node.test) else self._eval(node.orelse)
 
     def _eval_Subscript(self, node: ast.Subscript) -> Any:
-        return self._eval(node.value)[self._eval(node.slice)]
+        value = self._eval(node.value)[self._eval(node.slice)]
+        if isinstance(node.slice, ast.Slice):
+            self._step(_size(value))
+        return value
 
     def _eval_Slice(self, node: ast.Slice) -> Any:
         parts = [None if p is None else self._eval(p) for p in (node.lower, node.upper, node.step)]
@@ -343,6 +356,8 @@ class _Evaluator:
             return trusted_scope.TESTCASE
         if not callable(func) or isinstance(func, (TestCaseInstance, TrustedModule)):
             raise TestExpressionError("not a function the judge can call")
+        args = [list(a) if isinstance(a, Iterator) else a for a in args]  # iterators: measured, then walked
+        self._step(sum(_size(a) for a in args))
         _check_call(func, args, kwargs)
         return func(*args, **kwargs)
 
@@ -361,6 +376,7 @@ class _Evaluator:
         widest = max((_size(a) for a in args), default=1)
         if name in ("replace", "join") and _size(receiver) * widest > 4 * MAX_SEQUENCE:
             raise TestExpressionError("string too large to evaluate")
+        self._step(_size(receiver) + sum(_size(a) for a in args))
         return getattr(receiver, name)(*args, **kwargs)
 
     # -- comprehensions and lambdas: locals live in self.locals for their extent
@@ -463,13 +479,14 @@ def _refuse_opaque_containers(method: str, args: list[Any]) -> None:
 
 def _check_hashing(items: list[Any]) -> None:
     """Values built to share one hash cost quadratic time to put in a set or dict: refused."""
-    if len(items) > COLLISION_CHECK_SIZE:
-        try:
-            distinct = len({hash(v) for v in items})
-        except TypeError:
-            return  # the constructor raises the same TypeError
-        if distinct < len(items) // 8:
-            raise TestExpressionError("values built from colliding hashes")
+    try:
+        check_hashing(items)
+    except TypeError:
+        return  # unhashable: the constructor raises the same TypeError
+    except ValueError as exc:
+        raise TestExpressionError(str(exc)) from exc
+
+
 
 
 def _check_call(func: Any, args: list[Any], kwargs: dict[str, Any]) -> None:
@@ -479,15 +496,38 @@ def _check_call(func: Any, args: list[Any], kwargs: dict[str, Any]) -> None:
         raise TestExpressionError("value too large to convert")
     if any(isinstance(a, range) and len(a) > MAX_SEQUENCE for a in args):
         raise TestExpressionError("range too large to evaluate")
-    if func in _OPERATOR_COSTS and len(args) >= 2:
+    if func in _HASHING and args and not isinstance(args[0], (set, frozenset, dict, str, bytes)):
+        items = list(args[0].keys()) if isinstance(args[0], dict) else list(args[0])
+        _check_hashing([i[0] if func in (dict, collections.OrderedDict) and isinstance(i, (tuple, list)) and i
+                        else i for i in items])
+    if func is pow and len(args) == 3:
+        return  # modular: cheap whatever the exponent
+    if func in _OPERATOR_COSTS and len(args) == 2:
         check_cost(_OPERATOR_COSTS[func], args[0], args[1])
-    if func in _HASHING and args and isinstance(args[0], (list, tuple)):
-        _check_hashing(list(args[0]))
+    bits = [a.bit_length() for a in _flat_ints(args) if isinstance(a, int)]
+    if func in _QUADRATIC and bits and max(bits) ** 2 > MAX_QUADRATIC_COST:
+        raise TestExpressionError("integers too large to evaluate")
+    if func is _MATH["prod"] and sum(bits) > MAX_PRODUCT_BITS:
+        raise TestExpressionError("product too large to evaluate")
     if func in _FACTORIAL_LIKE and any(isinstance(a, int) and a > 100_000 for a in args):
         raise TestExpressionError("argument too large to evaluate")
 
 
-_FACTORIAL_LIKE = frozenset(trusted_scope.STDLIB_MODULES["math"].attrs[n] for n in ("factorial", "comb", "perm"))
+def _flat_ints(args: list[Any]) -> list[Any]:
+    """The arguments and, one level down, their elements (math.prod(seq), math.lcm(*seq))."""
+    out: list[Any] = []
+    for a in args:
+        out.extend(a if isinstance(a, (list, tuple)) else (a,))
+    return out
+
+
+# Big ints: operations whose cost grows with the product of the operands' bits are refused past this many
+# bit-products (about 0.1 s here); a 100,000-digit result divided by a small number stays fine.
+MAX_QUADRATIC_COST = 1 << 36
+MAX_PRODUCT_BITS = 1 << 20
+_MATH = trusted_scope.STDLIB_MODULES["math"].attrs
+_QUADRATIC = frozenset({_MATH["gcd"], _MATH["lcm"], _MATH["isqrt"]})
+_FACTORIAL_LIKE = frozenset(_MATH[n] for n in ("factorial", "comb", "perm"))
 
 
 def check_cost(op: type, left: Any, right: Any) -> None:
@@ -497,6 +537,10 @@ def check_cost(op: type, left: Any, right: Any) -> None:
         raise TestExpressionError("power too large to evaluate")
     if op is ast.LShift and isinstance(right, int) and right > 1_000_000:
         raise TestExpressionError("shift too large to evaluate")
+    if op in (ast.FloorDiv, ast.Mod, ast.Div, ast.Mult) and isinstance(left, int) and isinstance(right, int):
+        cost = left.bit_length() * right.bit_length()
+        if cost > (MAX_QUADRATIC_COST << 6 if op is ast.Mult else MAX_QUADRATIC_COST):  # Karatsuba: cheaper
+            raise TestExpressionError("integers too large to evaluate")
     if op is ast.Mod and isinstance(left, (str, bytes)):
         text = left if isinstance(left, str) else left.decode("latin-1")
         if _WIDE_FORMAT.search(text):

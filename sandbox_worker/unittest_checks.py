@@ -21,6 +21,8 @@ from typing import Any
 
 import regex
 
+from sandbox_worker.plain_data import check_hashing
+
 MAX_PAIRWISE = 10_000_000  # assertCountEqual over unhashable elements compares pairs; past this, an error
 REGEX_TIMEOUT_S = 0.5  # a test's pattern over a candidate's text must not stall the judge
 
@@ -209,9 +211,17 @@ CHECKS: dict[str, tuple[Callable[..., None], tuple[str, ...]]] = {
     "assertNotRegex": (_not_regex, ("text", "unexpected_regex")),
     "assertDictContainsSubset": (_dict_contains_subset, ("subset", "dictionary")),
 }
-# Keyword-only parameters (besides msg) the checks take.
+# Optional parameters (besides msg) the checks take, and every positional parameter in unittest's order.
 EXTRA_KEYWORDS = {"assertAlmostEqual": ("places", "delta"), "assertNotAlmostEqual": ("places", "delta"),
                   "assertSequenceEqual": ("seq_type",)}
+_POSITIONAL = {"assertAlmostEqual": ("first", "second", "places", "msg", "delta"),
+               "assertNotAlmostEqual": ("first", "second", "places", "msg", "delta"),
+               "assertSequenceEqual": ("seq1", "seq2", "msg", "seq_type")}
+
+
+def positional(method: str) -> tuple[str, ...]:
+    """The names unittest binds positional arguments to, `msg` included."""
+    return _POSITIONAL.get(method, (*CHECKS[method][1], "msg"))
 # The deprecated aliases Python 3.11 still has.
 ALIASES = {"assertEquals": "assertEqual", "failUnlessEqual": "assertEqual", "assertNotEquals": "assertNotEqual",
            "failIfEqual": "assertNotEqual", "assert_": "assertTrue", "failUnless": "assertTrue",
@@ -234,6 +244,12 @@ _OWN_ONLY = frozenset({"assertRegex", "assertNotRegex"})  # unittest would run t
 
 def check(method: str, args: list[Any], kwargs: dict[str, Any]) -> None:
     """Runs the check; raises CheckFailed when it is false, TypeError/ValueError when it is misused."""
+    if method == "assertCountEqual":  # it counts with a Counter: values built to collide would stall it
+        for value in args[:2]:
+            try:
+                check_hashing(list(value))
+            except TypeError:
+                pass  # unhashable: compared pairwise, bounded by MAX_PAIRWISE
     if method not in _OWN_ONLY and _elements(args, SMALL_ELEMENTS) <= SMALL_ELEMENTS:
         try:
             getattr(_CASE, method)(*args, **kwargs)

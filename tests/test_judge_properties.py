@@ -47,6 +47,8 @@ TEMPLATES = [
     "import unittest\nunittest.TestCase().assertEqual({h}, {l})", "import unittest\nunittest.TestCase().assertIn({h}, {l})",
     "import unittest\nunittest.TestCase().assertTrue({h})", "import unittest\nunittest.TestCase().assertIsNone({h})",
     "import unittest\nunittest.TestCase().assertAlmostEqual({h}, {l})",
+    "import unittest\nunittest.TestCase().assertAlmostEqual({h}, {l}, 2)",
+    "import unittest\nunittest.TestCase().assertNotAlmostEqual({h}, {l}, 1, 'msg')",
     "import unittest\nunittest.TestCase().assertCountEqual({h}, {l})",
     "import unittest\nunittest.TestCase().assertListEqual({h}, {l})",
     "import unittest\nunittest.TestCase().assertGreater({h}, {l})",
