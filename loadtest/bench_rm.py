@@ -149,7 +149,7 @@ class Poster:
 
 async def direct_round(client: Poster, server: VllmServer, tokenizer: Any,
                        pairs: list[tuple[str, str]]) -> tuple[float, list[float]]:
-    texts = [render(tokenizer, q, r) for q, r in pairs]  # the caller renders the template (FACTS.md s. 5)
+    texts = [render(tokenizer, q, r) for q, r in pairs]  # /classify takes text: the caller renders the template
 
     async def one(i: int) -> float:
         answer = await client.post(server.url + "/classify", {"model": server.served_model, "input": [texts[i]],

@@ -4,17 +4,20 @@ Run on one H100/H200 (under 5 minutes): `python -m loadtest.gpu_rm`; on a CPU, a
 `python -m loadtest.gpu_rm --tiny`.
 
 In one run it:
-1. builds an AceCodeRM-7B-shaped model (FACTS.md section 2 dims; `--size 32b` for 32B) with random weights,
-   directly on the device, in bf16 (fp32 on a CPU); only the base model and the value head, as the backend runs;
-2. makes the workload of FACTS.md section 6: 256 sequences of 150-1400 random tokens, in random order;
+1. builds an AceCodeRM-7B-shaped model (Qwen2.5-Coder-7B's dims: hidden 3584, 28 layers, 28 heads, 4 KV heads,
+   intermediate 18944, vocab 152064; `--size 32b` for 32B) with random weights, directly on the device, in bf16
+   (fp32 on a CPU); only the base model and the value head, as the backend runs;
+2. makes the workload: 256 sequences of 150-1400 random tokens, in random order (mixed lengths, as a trainer's
+   responses come);
 3. measures a dense matmul peak on the same device in the same run (bf16 on a GPU);
-4. times, side by side on the same model and inputs: the product path (`HfScorer`: length-sorted batches
-   under a padded-token budget, right padding, no attention mask, score at each row's last token) and the
-   baseline the anchors call "length-sorted padded batches of 32" (the same sort, with an attention mask);
-5. prints tokens/s and MFU (2 x non-embedding parameters FLOP per token, as FACTS.md counts it) for both,
-   checks the two paths agree on every score, and writes loadtest/results/gpu_rm.json.
-Anchors (FACTS.md section 6, one H200): seed's forward 0.26 MFU, length-sorted padded batches 0.53, equal
-lengths without padding 0.70 eager / 0.82 compiled. Target: at least 0.70 on the mixed-length workload.
+4. times four ways of batching side by side on the same model and inputs (`--variants` picks a subset):
+   length-sorted batches of 32 with an attention mask (the baseline), sorted token-budget batches right-padded
+   without a mask, packed sequences with no padding (eager), and packed with compiled norm/MLP/rotary kernels
+   (the product on a GPU); and each one's error against an fp32 copy of the same weights on a few sequences;
+5. prints tokens/s and MFU by two FLOP counts: the matmuls the backend really runs (no embedding, no LM head),
+   and the count the reference figures in docs/benchmarks.md use (LM head included); writes
+   loadtest/results/gpu_rm.json.
+Target: at least 0.70 MFU on the mixed-length workload.
 """
 
 from __future__ import annotations
@@ -95,8 +98,8 @@ def flop_per_token(model: AceCodeRM) -> float:
 
 
 def anchors_flop_per_token(model: AceCodeRM, shape: Shape) -> float:
-    """FACTS.md section 6's count, the basis of its anchors: 2 x 7.07e9 for the 7B shape, which is the parameters
-    without the embedding but with the LM head, for every method in its table (also those that skip the head)."""
+    """The count the reference figures (docs/benchmarks.md) use for every method, also those that skip the head:
+    2 x 7.07e9 for the 7B shape, which is the parameters without the embedding but with the LM head."""
     return flop_per_token(model) + 2.0 * shape.vocab * shape.hidden
 
 

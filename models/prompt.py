@@ -1,4 +1,4 @@
-"""The reward model's input, exactly as AceCodeRM reads it (FACTS.md section 2).
+"""The reward model's input, exactly as AceCodeRM reads it (https://github.com/TIGER-Lab/AceCoder).
 
 The checkpoint's own chat template over `[user: question, assistant: program]`, no generation prompt. With
 `training` wrapping, the question and program are wrapped the way AceCodePair's pairs were (the evalplus

@@ -1,6 +1,6 @@
 """One item's test reward, end to end: plan the tests, run in the sandbox (which extracts the code), judge.
 
-This is the seam the gateway (embedded pool) and, later, the queue worker share: `TestExecutor.execute`
+This is the seam the gateway's embedded pool and the queue worker share: `TestExecutor.execute`
 takes the raw response and tests and returns an `ItemResult`. The expected values stay in this process;
 only the response and the candidate-side hole expressions travel to the zygote.
 """

@@ -15,7 +15,6 @@ MIN_IDLE_MS = 200  # an entry claimed less than this long ago is left alone (its
 HANDED_BACK_IDLE_MS = 3_600_000  # handed-back entries look long idle, so the next pass takes them
 # Resets the idle time of the entries a live worker holds, without counting a delivery, and only while they
 # are still its own (after a Redis blip another worker may have taken one over). KEYS: jobs. ARGV: group,
-# consumer, entry ids.
 # consumer, entry ids. Returns the ids no longer pending at all (withdrawn by their gateway).
 REFRESH_LUA = """
 local gone = {}

@@ -1,4 +1,4 @@
-"""The threat model (FACTS.md section 8), attack by attack, through the HTTP API.
+"""The threat model (docs/design.md, "Threat model"), attack by attack, through the HTTP API.
 
 Each case asserts the exact verdicts; every case also sends an honest item in the same request, which must
 still pass (items are judged independently), and the service must stay healthy afterwards.
@@ -181,8 +181,8 @@ def test_attack_is_contained(client: httpx.Client, name: str) -> None:
     program, tests, outcomes, status = ATTACKS[name]
     limits = {**FAST, "memory_mb": 256} if name in SMALL_MEMORY else FAST  # reach the limit well within 1 s
     if name in {"memory bomb over children", "unbounded recursion with the limit lifted"}:
-        # Filling 256 MB takes ~0.4 s here, several times that on a loaded CI machine: the verdict under
-        # test is the error, not the deadline.
+        # Filling 256 MB is slow on a loaded CI machine: the verdict under test is the error, not the
+        # deadline.
         limits = {**limits, "test_timeout_s": 6.0, "program_timeout_s": 8.0}
     answer = client.post("/v1/rewards", json={"items": [{"response": program, "tests": tests}, HONEST],
                                               "limits": limits})

@@ -40,7 +40,9 @@ def _tokenizer(checkpoint: Path) -> Any:  # a transformers tokenizer
 
 
 def _chat_ids(checkpoint: Path, question: str, programs: Sequence[str]) -> list[list[int]]:
-    """The model input, built here straight from FACTS.md section 2 (not with the project's encoder)."""
+    """The model input, built here straight from AceCodeRM's published input (the chat template over [user:
+    question, assistant: program], no generation prompt; https://github.com/TIGER-Lab/AceCoder), not with the
+    project's encoder."""
     tok = _tokenizer(checkpoint)
     texts = [tok.apply_chat_template([{"role": "user", "content": question}, {"role": "assistant", "content": p}],
                                      tokenize=False) for p in programs]
