@@ -287,7 +287,7 @@ def report(f: dict[str, Any]) -> None:
           f"sequences, {f['tokens']:,} tokens; matmul peak {f['peak_flop_per_s'] / 1e12:.1f} TFLOP/s measured in "
           f"this run; packed attention: {f['attention']}")
     print(f"  MFU counts {f['flop_per_token'] / 1e9:.3g} GFLOP/token (the matmuls run: no embedding, no LM head); "
-          f"'anchors' counts {f['anchors_flop_per_token'] / 1e9:.3g} (the published H200 anchors' basis, LM head included); "
+          f"'anchors' counts {f['anchors_flop_per_token'] / 1e9:.3g} (the H200 anchors' basis, LM head included); "
           f"error: largest |score - fp32 score| over {f['fp32_reference']['sequences']} sequences, in stdevs of "
           f"those scores ({f['fp32_reference']['score_stdev']:.3g})")
     labels = {"masked_sorted_32": "sorted batches of 32, attention mask (anchors' baseline)",

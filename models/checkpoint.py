@@ -43,7 +43,7 @@ def resolve(name_or_path: str) -> Path:
         return Path(snapshot_download(name_or_path, allow_patterns=["*.json", "*.safetensors", "*.txt",
                                                                       "*.model", "*.jinja"]))
     except Exception as exc:  # hub errors come in many types; all mean "cannot get it"
-        raise CheckpointError(f"{name_or_path}: not a local directory and not fetchable from the hub: {exc}")
+        raise CheckpointError(f"{name_or_path}: not a local directory and not fetchable from the hub: {exc}") from exc
 
 
 def inspect(name_or_path: str) -> Checkpoint:

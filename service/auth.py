@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 from collections.abc import Awaitable, Callable
 from typing import Any
+
+from service.errors import Unauthorized, send_error
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -32,20 +33,16 @@ class BearerAuthMiddleware:
             return
         header = dict(scope.get("headers", [])).get(b"authorization", b"")
         scheme, _, presented = header.partition(b" ")
-        if scheme.lower() == b"bearer" and self._known(presented.strip()):
-            await self.app(scope, receive, send)
+        try:
+            if not (scheme.lower() == b"bearer" and self._known(presented.strip())):
+                why = "missing bearer token" if not header else "invalid bearer token"
+                raise Unauthorized(f"{why}: send 'Authorization: Bearer <token>'", field="Authorization")
+        except Unauthorized as exc:
+            await send_error(send, exc)
             return
-        await self._reject(send, "missing bearer token" if not header else "invalid bearer token")
+        await self.app(scope, receive, send)
 
     def _known(self, presented: bytes) -> bool:
         digest = hashlib.sha256(presented).digest()
         matches = [hmac.compare_digest(digest, token) for token in self.tokens]
         return any(matches)
-
-    async def _reject(self, send: Send, why: str) -> None:
-        body = json.dumps({"error": {"code": "unauthorized", "field": "Authorization",
-                                     "message": f"{why}: send 'Authorization: Bearer <token>'"}}).encode()
-        await send({"type": "http.response.start", "status": 401,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                                (b"www-authenticate", b'Bearer realm="acecoder-reward"')]})
-        await send({"type": "http.response.body", "body": body})

@@ -75,7 +75,7 @@ async def in_process(settings: Settings) -> AsyncIterator[Caller]:
                     return (await BestOfN(rewards).choose(protocol.BestOfNRequest.model_validate(body))).model_dump()
                 return (await rewards.score(protocol.RewardRequest.model_validate(body))).model_dump()
             except ServiceError as exc:
-                raise SystemExit(f"{exc.field or 'request'}: {exc.message}")
+                raise SystemExit(f"{exc.field or 'request'}: {exc.message}") from exc
 
         yield call
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
 from typing import Any
+
+from service.errors import PayloadTooLarge, send_error
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -23,33 +24,23 @@ class BodyLimitMiddleware:
             return
         declared = dict(scope.get("headers", [])).get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.max_body_bytes):
-            await self._reject(send)
+            await send_error(send, self._too_large())
             return
         seen = 0
-        too_large = False
 
         async def limited_receive() -> Message:
-            nonlocal seen, too_large
+            nonlocal seen
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_body_bytes:
-                    too_large = True
-                    raise _TooLarge
+                    raise self._too_large()
             return message
 
         try:
             await self.app(scope, limited_receive, send)
-        except _TooLarge:
-            await self._reject(send)
+        except PayloadTooLarge as exc:
+            await send_error(send, exc)
 
-    async def _reject(self, send: Send) -> None:
-        body = json.dumps({"error": {"code": "payload_too_large", "field": "body",
-                                     "message": f"request body exceeds {self.max_body_bytes} bytes"}}).encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
-        await send({"type": "http.response.body", "body": body})
-
-
-class _TooLarge(Exception):
-    pass
+    def _too_large(self) -> PayloadTooLarge:
+        return PayloadTooLarge(f"request body exceeds {self.max_body_bytes} bytes", field="body")

@@ -1,6 +1,11 @@
-"""Domain errors, mapped to HTTP status in exactly one place (`app._install_error_handlers`).
+"""Domain errors and their HTTP form (status, body, headers), defined once here.
+
+Routes and core code raise them; `app._install_error_handlers` answers them for routes, and the raw ASGI
+middlewares that refuse a request before any route runs (auth, body size) answer them with `send_error`,
+so every refusal has the same shape whoever raises it.
 
 ServiceError
+ +-- Unauthorized        401  no valid bearer token; carries WWW-Authenticate
  +-- InvalidRequest      422  a field is wrong; names the field
  +-- PayloadTooLarge     413  body over the configured size
  +-- ClientDisconnected  499  the client went away; its work was cancelled (nobody reads this answer)
@@ -12,6 +17,10 @@ ServiceError
 """
 
 from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 
 class ServiceError(Exception):
@@ -29,6 +38,17 @@ class ServiceError(Exception):
         if self.field is not None:
             error["field"] = self.field
         return {"error": error}
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after_s)} if self.retry_after_s is not None else {}
+
+
+class Unauthorized(ServiceError):
+    status_code = 401
+    code = "unauthorized"
+
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": 'Bearer realm="acecoder-reward"'}
 
 
 class InvalidRequest(ServiceError):
@@ -66,3 +86,12 @@ class Unavailable(ServiceError):
 class DeadlineExceeded(ServiceError):
     status_code = 504
     code = "timeout"
+
+
+async def send_error(send: Callable[[dict[str, Any]], Awaitable[None]], exc: ServiceError) -> None:
+    """Answers `exc` on a raw ASGI connection (for middlewares that run before the app's handlers)."""
+    body = json.dumps(exc.body()).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+               *((k.lower().encode(), v.encode()) for k, v in exc.headers().items())]
+    await send({"type": "http.response.start", "status": exc.status_code, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

@@ -137,9 +137,10 @@ class QueuedExecutor:
             try:
                 async with asyncio.timeout(timeout_s):
                     await request.done
-            except TimeoutError:
+            except TimeoutError as exc:
                 raise DeadlineExceeded(f"{request.remaining} of {len(waits)} items did not finish within "
-                                       f"{timeout_s:g} s (ACECODER_QUEUE_REQUEST_TIMEOUT_S); their jobs were withdrawn")
+                                       f"{timeout_s:g} s (ACECODER_QUEUE_REQUEST_TIMEOUT_S); their jobs were "
+                                       "withdrawn") from exc
         finally:
             unfinished = [w for w in waits if w.result is None]
             for w in waits:
