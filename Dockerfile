@@ -3,19 +3,19 @@
 # it needs CAP_SYS_ADMIN (or unprivileged user namespaces on the node); candidates run as unprivileged uids.
 FROM python:3.11-slim AS build
 WORKDIR /src
-COPY pyproject.toml README.md ./
-# Dependency layer first, cached apart from the source.
-RUN python -m venv /opt/venv && /opt/venv/bin/pip install --no-cache-dir \
-    "fastapi==0.136.3" "uvicorn==0.54.0" "pydantic==2.14.3" "pydantic-settings==2.16.3" \
-    "prometheus-client==0.26.0" "httpx==0.28.1" \
-    "uvloop==0.23.0" "httptools==0.9.0" "orjson==3.13.0" "redis==8.1.0" "hiredis==3.5.0" \
-    "transformers==5.19.0" "tokenizers==0.23.3" "jinja2==3.1.6" "safetensors==0.8.0" "huggingface-hub==2.4.0" \
-    "tqdm==4.70.1" "python-json-logger==4.2.0"
+RUN python -m venv /opt/venv
+# Dependency layer first, cached apart from the source. Its pins are pyproject.toml's [project.dependencies],
+# read here, so the image cannot drift from them (the project itself then installs with --no-deps).
+COPY pyproject.toml ./
+RUN python -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"], sep="\n")' \
+        > requirements.txt \
+    && /opt/venv/bin/pip install --no-cache-dir --requirement requirements.txt
+COPY README.md ./
 COPY service ./service
 COPY sandbox_worker ./sandbox_worker
 COPY models ./models
 COPY loadtest ./loadtest
-RUN /opt/venv/bin/pip install --no-cache-dir --no-deps .
+RUN /opt/venv/bin/pip install --no-cache-dir --no-deps . && /opt/venv/bin/pip check
 
 FROM python:3.11-slim
 # The gateway runs as this user (its manifest sets runAsUser 10001); workers stay root for the sandbox.

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import dockerfile
 import httpx
 import kubernetes_validate
 import pytest
@@ -176,9 +177,17 @@ def test_grafana_dashboard_plots_exported_metrics() -> None:
 
 
 def test_vllm_image_adds_the_plugin_to_the_official_server() -> None:
-    dockerfile = (REPO / "Dockerfile.vllm").read_text()
-    assert re.search(r"^FROM vllm/vllm-openai:v\d", dockerfile, re.MULTILINE)
-    assert "pip install --no-cache-dir --no-deps ." in dockerfile and "import models.vllm_plugin" in dockerfile
+    commands = dockerfile.parse_file(str(REPO / "Dockerfile.vllm"))
+    assert commands[0].cmd == "FROM" and commands[0].value[0].startswith("vllm/vllm-openai:v")
+    workdir, steps = "", []
+    for c in commands:
+        workdir = c.value[0] if c.cmd == "WORKDIR" else workdir
+        if c.cmd == "RUN":
+            steps += [("install", workdir)] if "pip install --no-cache-dir --no-deps ." in c.value[0] else []
+            steps += [("check", workdir)] if "import models.vllm_plugin" in c.value[0] else []
+    # The plugin installs, then its import check runs from /, away from the copied sources (so it imports the
+    # installed package).
+    assert [s for s, _ in steps] == ["install", "check"] and steps[1][1] == "/"
 
 
 # --- the image's entry points, as the Dockerfile and manifests call them ------------------------------------------
