@@ -47,8 +47,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("rev", help="the baseline revision (A); B is this working tree")
     parser.add_argument("--pairs", type=int, default=3)
-    parser.add_argument("extra", nargs="*", help="options for bench_humaneval (after --)")
-    args = parser.parse_args()
+    args, extra = parser.parse_known_args()
+    args.extra = [a for a in extra if a != "--"]  # options for bench_humaneval
     worktree = REPO.parent / f"{REPO.name}-ab-{args.rev[:12]}"
     if not worktree.exists():
         subprocess.run(["git", "worktree", "add", "--detach", str(worktree), args.rev], cwd=REPO, check=True)

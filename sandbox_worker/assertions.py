@@ -29,7 +29,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-from sandbox_worker import trusted_eval, trusted_scope, unittest_checks
+from sandbox_worker import io_tests, trusted_eval, trusted_scope, unittest_checks
 from sandbox_worker.trusted_eval import (
     ALL_PURE_METHODS,
     PREDICATE_METHODS,
@@ -59,6 +59,7 @@ class TestPlan:
     in_sandbox: bool = False
     invalid: str | None = None
     setup: str | None = None  # the test's imports that the holes need, run before them in the sandbox
+    io: dict[str, Any] | None = None  # an input/output test (io_tests' wire form, expected output included)
     scope: Scope = field(default_factory=Scope, repr=False)
     hole_nodes: tuple[ast.expr, ...] = field(default=(), repr=False)
 
@@ -84,6 +85,11 @@ def plan_test(source: str, numpy_allowed: bool = False) -> TestPlan:
         # RecursionError: nested deeper than the splitter goes (ast.parse takes ~1000s of `1 + 1 + ...`); the
         # whole test runs in the sandbox, where compiling it is bounded by the run's deadline and limits.
         return whole
+
+
+def plan_io(test: dict[str, Any]) -> TestPlan:
+    """An input/output test: the run gets its input, its one result is compared by io_tests outside."""
+    return TestPlan(io_tests.describe(test), io=test)
 
 
 def evaluate(plan: TestPlan, hole_values: list[tuple[bool, Any]]) -> bool:

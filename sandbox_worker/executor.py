@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from sandbox_worker import assertions, extract, judge
+from sandbox_worker import assertions, extract, io_tests, judge
 from sandbox_worker.pool import SandboxPool
 
 
@@ -55,7 +55,7 @@ class TestExecutor:
         self._parser = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parse")
         self._parse_lock = threading.Lock()
 
-    async def execute_many(self, items: Sequence[tuple[str, list[str]]], limits: Limits) -> list[ItemResult]:
+    async def execute_many(self, items: Sequence[tuple[str, list[Any]]], limits: Limits) -> list[ItemResult]:
         """Items of one request run concurrently on the pool; each is judged on its own."""
         return list(await asyncio.gather(*(self.execute(response, tests, limits) for response, tests in items)))
 
@@ -63,8 +63,16 @@ class TestExecutor:
         live = self.pool.live
         return live > 0, {"mode": "embedded", "zygotes": live}
 
-    async def execute(self, response: str, tests: list[str], limits: Limits) -> ItemResult:
-        plans, names = await self._plan(tests, self._numpy_allowed)
+    async def execute(self, response: str, tests: list[Any], limits: Limits) -> ItemResult:
+        """`tests`: assert sources, or io_tests' wire dicts (all of one kind)."""
+        try:
+            io_tests.check_wire(tests)
+        except io_tests.IOTestsError as exc:
+            return ItemResult(None, judge.not_run("infra_error", len(tests), f"malformed tests: {exc}"))
+        if tests and isinstance(tests[0], dict):
+            plans, names = [assertions.plan_io(t) for t in tests], frozenset(t.get("fn", "") for t in tests) - {""}
+        else:
+            plans, names = await self._plan(tests, self._numpy_allowed)
         runnable = [p for p in plans if not p.invalid]
         if not runnable:
             return ItemResult(None, judge.judge(plans, {"status": "ok", "tests": []}))
@@ -75,6 +83,8 @@ class TestExecutor:
             "limits": limits.__dict__,
             "allowed_modules": self.allowed_modules,
         }
+        if runnable[0].io is not None:
+            job["io"] = runnable[0].io["kind"]
         raw = await self.pool.run(job)
         if raw is None:
             return ItemResult(None, judge.not_run("infra_error", len(tests), "sandbox process failed"))
@@ -111,6 +121,8 @@ def _plan_all(tests: list[str], numpy: bool) -> tuple[list[assertions.TestPlan],
 
 
 def _wire_test(plan: assertions.TestPlan) -> dict[str, Any]:
+    if plan.io is not None:
+        return {"holes": [], "in_sandbox": False, **io_tests.io_job(plan.io)}
     test: dict[str, Any] = {"holes": list(plan.holes), "in_sandbox": plan.in_sandbox}
     if plan.setup:
         test["setup"] = plan.setup

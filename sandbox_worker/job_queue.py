@@ -32,7 +32,7 @@ class Job:
     deadline_ms: int  # Redis clock; past it the gateway no longer waits, so workers skip the job
     enqueued_ms: int  # Redis clock, when the gateway queued it
     response: str
-    tests: list[str]
+    tests: list[Any]  # assert sources, or io_tests' wire dicts
     limits: dict[str, Any]
     request_id: str | None = None  # the gateway request it belongs to, for the worker's log lines
 

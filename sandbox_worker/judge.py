@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sandbox_worker import assertions
+from sandbox_worker import assertions, io_tests
 from sandbox_worker.plain_data import decode
 
 PASS, FAIL, ERROR, TIMEOUT, NOT_RUN = "pass", "fail", "error", "timeout", "not_run"
@@ -81,6 +81,8 @@ def _judge_one(plan: assertions.TestPlan, state: dict[str, Any]) -> tuple[str, s
     if state["state"] == "error":
         return ERROR, state["error"]
     holes = state["holes"]
+    if plan.io is not None:
+        return _judge_io(plan.io, holes)
     if len(holes) != len(plan.holes):
         return ERROR, "the test produced no trusted result"
     if plan.in_sandbox:
@@ -99,6 +101,23 @@ def _judge_one(plan: assertions.TestPlan, state: dict[str, Any]) -> tuple[str, s
         return ERROR, str(exc)
     except Exception as exc:  # a bug of the judge's must cost one test, never the request (a 500)
         return ERROR, f"the judge failed: {type(exc).__name__}: {exc}"[:500]
+
+
+def _judge_io(test: dict[str, Any], holes: list[Any]) -> tuple[str, str | None]:
+    """The run's stdout or return value against the expected output, which never left this process."""
+    if len(holes) != 1:
+        return ERROR, "the test produced no trusted result"
+    if not holes[0][0]:
+        return _failure(str(holes[0][1]))
+    try:
+        value = decode(holes[0][1])
+        if test["kind"] == "stdio":
+            reason = io_tests.compare_stdout(value, test["output"], test["compare"])
+        else:
+            reason = io_tests.compare_return(value, test["output"])
+    except Exception as exc:  # forged frames must not raise here
+        return ERROR, f"malformed result: {exc}"[:500]
+    return (PASS, None) if reason is None else (FAIL, reason)
 
 
 def _hole_error(hole: list[Any]) -> assertions.HoleError:

@@ -21,6 +21,7 @@ import sys
 import types
 from typing import Any, NoReturn
 
+from sandbox_worker import io_runner
 from sandbox_worker.extract import extract_code, looks_like_plain_code
 from sandbox_worker.plain_data import EncodeError, dumps, encode
 
@@ -111,16 +112,23 @@ def run(job: dict[str, Any], start: int, compiled: list[list[Any]]) -> NoReturn:
         send({"ev": "no_code"})
         _exit(0)
     send({"ev": "code", "code": source})
+    script = job.get("io") == "stdio"  # stdin tests run the program per test, as a script
     try:
         if code is None:
             code = compile(source, "solution.py", "exec", dont_inherit=True)
-        exec(code, namespace)
+        if not script:
+            exec(code, namespace)
     except BaseException as exc:
         send({"ev": "load_error", "error": describe(exc)})
         _exit(0)
     send_payload(LOADED, flush=False)
+    max_output = int(job["limits"]["max_output_bytes"])
     for index in range(start, len(job["tests"])):
-        _run_test(index, job["tests"][index], namespace, compiled[index])
+        test = job["tests"][index]
+        if "stdin" in test or "call" in test:
+            _run_io_test(index, test, code if script else namespace, max_output)
+        else:
+            _run_test(index, test, namespace, compiled[index])
     send_payload(DONE)
     # The hang-up wakes the zygote now; the process's own teardown (exit_mm comes before its files are
     # closed) then overlaps with the zygote's report instead of delaying it.
@@ -172,6 +180,25 @@ def _run_test(index: int, test: dict[str, Any], namespace: dict[str, Any], compi
             send({"ev": "hole", "i": index, "j": j, **setup_error}, flush=False)
         else:
             send(_evaluate_hole(index, j, source, test["in_sandbox"], namespace, compiled[j]), flush=False)
+    send_payload(END % index, flush=False)
+
+
+def _run_io_test(index: int, test: dict[str, Any], program: Any, max_output: int) -> None:
+    """A stdin test (`program` is the compiled script) or a call test (`program` is the loaded namespace):
+    one hole, the output or return value."""
+    send_payload(START % index)
+    frame: dict[str, Any] = {"ev": "hole", "i": index, "j": 0}
+    try:
+        if "stdin" in test:
+            value: Any = io_runner.run_stdio(program, test["stdin"], max_output)
+        else:
+            value = io_runner.run_call(program, test["call"], test["args"])
+        frame["v"] = encode(value)
+    except EncodeError as exc:
+        frame["err"] = f"ResultError: {exc}"
+    except BaseException as exc:
+        frame.update(_error_fields(exc))
+    send(frame, flush=False)
     send_payload(END % index, flush=False)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
@@ -172,7 +173,11 @@ def _field_of(error: Any) -> str:
     """`items.0.tests` from pydantic's loc; a JSON syntax error (loc = byte offset) is the body's."""
     if error.get("type") == "json_invalid":
         return "body"
-    return ".".join(str(p) for p in error["loc"][1:]) or "body"
+    # A union field's errors carry the member tried (`tests.list[str].0`): the field is what the caller wrote.
+    return ".".join(str(p) for p in error["loc"][1:] if not _UNION_MEMBER.fullmatch(str(p))) or "body"
+
+
+_UNION_MEMBER = re.compile(r"(list|dict|str|int|float|bool)(\[.*\])?")
 
 
 def _install_request_metrics(app: FastAPI, metrics: Metrics) -> None:

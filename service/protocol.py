@@ -33,9 +33,19 @@ UNTRUSTED_DOC = ("What tests judged inside the candidate's process (judged_in_sa
 class RewardItem(StrictModel):
     question: str | None = Field(None, description="The problem statement (used by the model reward).")
     response: str = Field(description="The raw LLM response; the program is extracted from it.")
-    tests: list[str] = Field([], description="Assert-style tests, one statement (or block) each; required (at "
-                             "least one) by the tests and combined rewards.")
-    test_imports: list[str] = Field([], description="Import lines run before every test (MBPP's `test_imports`).")
+    tests: list[str] | list[dict[str, Any]] | dict[str, Any] | str = Field(
+        [], description="Assert-style tests (a list of statements or blocks), or input/output tests: "
+                        "{\"inputs\": [...], \"outputs\": [...], \"fn_name\"?: name} (APPS/TACO input_output, "
+                        "verl's ground_truth; also as a JSON string), CodeContests' {\"input\": [...], "
+                        "\"output\": [...]}, or LiveCodeBench's list of {\"input\", \"output\", \"testtype\"}. "
+                        "Required (at least one) by the tests and combined rewards.")
+    test_imports: list[str] = Field([], description="Import lines run before every assert test (MBPP's "
+                                    "`test_imports`).")
+    compare: Literal["tokens", "lines", "exact"] = Field(
+        "tokens", description="stdin/stdout tests: tokens (whitespace-split, numbers within 1e-6), lines "
+                              "(trailing whitespace and blank lines ignored) or exact.")
+    fn_name: str | None = Field(None, description="The function LiveCodeBench functional tests call (its "
+                                "metadata func_name); a class Solution's method of that name is called if present.")
 
 
 class LimitsIn(StrictModel):

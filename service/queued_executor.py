@@ -118,7 +118,7 @@ class QueuedExecutor:
 
     # -- requests ------------------------------------------------------------------------------------------
 
-    async def execute_many(self, items: Sequence[tuple[str, list[str]]], limits: Limits) -> list[ItemResult]:
+    async def execute_many(self, items: Sequence[tuple[str, list[Any]]], limits: Limits) -> list[ItemResult]:
         self._check_ready()
         now_ms = self.clock.now_ms()
         timeout_s = self.config.request_timeout_s

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Awaitable, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
+from sandbox_worker import io_tests
 from sandbox_worker.executor import ItemResult, Limits
 from sandbox_worker.extract import called_names, extract_code
 from sandbox_worker.judge import PASS, TestsResult
@@ -20,7 +21,7 @@ from service.settings import Settings
 class Executor(Protocol):
     """Where test jobs run: the embedded pool (`TestExecutor`) or Redis-queued workers (`QueuedExecutor`)."""
 
-    async def execute_many(self, items: Sequence[tuple[str, list[str]]], limits: Limits) -> list[ItemResult]: ...
+    async def execute_many(self, items: Sequence[tuple[str, list[Any]]], limits: Limits) -> list[ItemResult]: ...
 
     def health(self) -> tuple[bool, dict[str, object]]: ...
 
@@ -56,7 +57,9 @@ class RewardService:
         limits = self.limits_for(request.limits)
         self._admit(len(request.items))
         try:
-            return await self.executor.execute_many([(i.response, _with_imports(i)) for i in request.items], limits)
+            wire = [wire_tests(i, n) for n, i in enumerate(request.items)]
+            return await self.executor.execute_many([(i.response, t) for i, t in zip(request.items, wire,
+                                                                                     strict=True)], limits)
         finally:
             self._release(len(request.items))
 
@@ -65,7 +68,7 @@ class RewardService:
         training = self.settings.rm_prompt_format == "training"
         inputs = [ModelInput(question=i.question or "",
                              program=(_code_of(i) or i.response) if training else i.response,
-                             first_test=i.tests[0] if i.tests else None) for i in request.items]
+                             first_test=_first_assert(i)) for i in request.items]
         return await self.model.scores(inputs)
 
     def _check_parts(self, request: protocol.RewardRequest, with_tests: bool, with_model: bool) -> None:
@@ -103,8 +106,11 @@ class RewardService:
             if len(item.response) > s.max_response_chars:
                 raise InvalidRequest(f"response longer than {s.max_response_chars} characters",
                                      field=f"items.{n}.response")
-            if len(item.tests) > s.max_tests_per_item:
+            count = len(wire_tests(item, n)) if not _asserts(item.tests) else len(item.tests)
+            if count > s.max_tests_per_item:
                 raise InvalidRequest(f"at most {s.max_tests_per_item} tests per item", field=f"items.{n}.tests")
+            if not _asserts(item.tests):
+                continue  # inputs and outputs are data: the body limit bounds them
             if len(item.test_imports) > s.max_tests_per_item:
                 raise InvalidRequest(f"at most {s.max_tests_per_item} test imports per item",
                                      field=f"items.{n}.test_imports")
@@ -181,10 +187,31 @@ def counted(t: TestsResult, policy: protocol.UntrustedPolicy) -> tuple[int, int,
     return trusted_passed, total, t.status if total else "all_tests_untrusted"
 
 
+def _first_assert(item: protocol.RewardItem) -> str | None:
+    return item.tests[0] if isinstance(item.tests, list) and item.tests and isinstance(item.tests[0], str) else None
+
+
+def _asserts(tests: object) -> bool:
+    return isinstance(tests, list) and all(isinstance(t, str) for t in tests)
+
+
+def wire_tests(item: protocol.RewardItem, n: int) -> list[Any]:
+    """An item's tests as the executor takes them: assert sources, or io_tests' wire dicts."""
+    if not _asserts(item.tests):
+        if item.test_imports:
+            raise InvalidRequest(f"items.{n}.test_imports: only for assert tests", field=f"items.{n}.test_imports")
+        try:
+            return io_tests.from_spec(item.tests, item.fn_name, item.compare)
+        except io_tests.IOTestsError as exc:
+            raise InvalidRequest(f"items.{n}.tests: {exc}", field=f"items.{n}.tests") from exc
+    return _with_imports(item)
+
+
 def _with_imports(item: protocol.RewardItem) -> list[str]:
     """MBPP rows put the tests' imports in a list of their own: each test gets them in front."""
+    assert isinstance(item.tests, list)
     if not item.test_imports:
-        return item.tests
+        return item.tests  # type: ignore[return-value]
     head = "\n".join(item.test_imports)
     return [f"{head}\n{test}" for test in item.tests]
 
@@ -202,4 +229,6 @@ async def _both(tests: Awaitable[list[ItemResult]],
 
 
 def _code_of(item: protocol.RewardItem) -> str | None:
-    return extract_code(item.response, called_names(item.tests) if item.tests else None)
+    if not _asserts(item.tests):
+        return extract_code(item.response, {item.fn_name} if item.fn_name else None)
+    return extract_code(item.response, called_names(item.tests) if item.tests else None)  # type: ignore[arg-type]

@@ -1,0 +1,115 @@
+"""Inside the sandbox: runs a stdin/stdout test or a function-call test and reports what came out.
+
+Like the runner, nothing here is trusted and nothing here sees an expected output: a stdin test reports
+the program's stdout as text, a call test its return value as plain data; the judge compares outside.
+
+A stdin test runs the program as a script: a fresh `__main__` module (so a `main()` guard runs), the test's
+input on file descriptor 0 (a memfd: `input()`, `sys.stdin.read()`, `sys.stdin.buffer` and `open(0)` all
+read it) and file descriptor 1 redirected to a memfd of its own for the test (so `print`,
+`sys.stdout.buffer.write` and `os.write(1, ...)` are all captured); stderr still goes to the run's output.
+A script that ends by `sys.exit(0)` or `exit()` passes on its output; any other exit status is an error.
+"""
+
+from __future__ import annotations
+
+import builtins
+import io
+import os
+import sys
+import types
+from typing import Any
+
+# Bound at import, before the candidate runs.
+_dup, _dup2, _close, _memfd, _lseek, _read, _write = os.dup, os.dup2, os.close, os.memfd_create, os.lseek, os.read, \
+    os.write
+_ModuleType, _TextIOWrapper, _FileIO, _BufferedReader, _BufferedWriter = (
+    types.ModuleType, io.TextIOWrapper, io.FileIO, io.BufferedReader, io.BufferedWriter)
+READ_CHUNK = 1 << 20
+
+
+class ScriptExit(Exception):
+    """The script ended with a non-zero exit status."""
+
+
+def run_stdio(code: Any, stdin: str, max_bytes: int) -> str:
+    """Runs the compiled script on `stdin`; returns its stdout (decoded, invalid UTF-8 replaced)."""
+    saved_out = _above_stdio(_dup(1))
+    in_fd, out_fd = _above_stdio(_memfd("stdin")), _above_stdio(_memfd("stdout"))
+    try:
+        data = stdin.encode("utf-8", "surrogatepass")
+        while data:
+            data = data[_write(in_fd, data):]
+        _lseek(in_fd, 0, 0)
+        _dup2(in_fd, 0)
+        _dup2(out_fd, 1)
+        stdout = _TextIOWrapper(_BufferedWriter(_FileIO(1, "w", closefd=False)), encoding="utf-8", errors="replace")
+        sys.stdin = _TextIOWrapper(_BufferedReader(_FileIO(0, "r", closefd=False)), encoding="utf-8",
+                                   errors="replace")
+        sys.stdout = stdout
+        try:
+            _exec_main(code)
+        finally:
+            try:
+                stdout.flush()
+            except Exception:
+                pass
+            if sys.stdout is not stdout:
+                try:
+                    sys.stdout.flush()
+                except Exception:
+                    pass
+        return _read_all(out_fd, max_bytes).decode("utf-8", "replace")
+    finally:
+        _dup2(saved_out, 1)
+        for fd in (saved_out, in_fd, out_fd):
+            _close(fd)
+
+
+def _above_stdio(fd: int) -> int:
+    """`fd`, moved above 0-2 if it landed there (a program that closed its stdin frees fd 0, and the
+    lowest free descriptor is what the kernel hands out next)."""
+    if fd > 2:
+        return fd
+    spare = [fd]
+    while spare[-1] <= 2:
+        spare.append(_dup(fd))
+    for extra in spare[:-1]:
+        _close(extra)
+    return spare[-1]
+
+
+def _exec_main(code: Any) -> None:
+    module = _ModuleType("__main__")
+    module.__builtins__ = builtins  # type: ignore[attr-defined]
+    sys.modules["__main__"] = module
+    try:
+        exec(code, module.__dict__)
+    except SystemExit as exc:
+        status = exc.code
+        if status is None or status == 0:
+            return
+        raise ScriptExit(f"the program exited with status {status!r}"[:200]) from None
+
+
+def _read_all(fd: int, max_bytes: int) -> bytes:
+    _lseek(fd, 0, 0)
+    chunks, size = [], 0
+    while size <= max_bytes:
+        chunk = _read(fd, READ_CHUNK)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    if size > max_bytes:
+        raise ValueError(f"output over {max_bytes} bytes")
+    return b"".join(chunks)
+
+
+def run_call(namespace: dict[str, Any], name: str, args: list[Any]) -> Any:
+    """Calls the program's function, or the method of a fresh `Solution()` (LeetCode style)."""
+    solution = namespace.get("Solution")
+    if isinstance(solution, type) and hasattr(solution, name):
+        return getattr(solution(), name)(*args)
+    if name not in namespace:
+        raise NameError(f"the program defines no function {name!r}")
+    return namespace[name](*args)
