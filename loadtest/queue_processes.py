@@ -21,6 +21,13 @@ TEST_QUEUE_ENV = {  # fast failure detection, so fault tests take seconds
     "ACECODER_WORKER_HEARTBEAT_S": "0.25",
     "ACECODER_WORKER_HEARTBEAT_TTL_S": "1.5",
 }
+SLOW_LIMITS = {"test_timeout_s": 10, "program_timeout_s": 15}  # room for sleepers on a loaded machine
+
+
+def sleeper(value: int, seconds: float) -> dict[str, object]:
+    """An item that takes `seconds` and passes only with its own value: a mixed-up result would fail."""
+    return {"response": f"import time\ndef f():\n    time.sleep({seconds})\n    return {value}\n",
+            "tests": [f"assert f() == {value}"]}
 
 
 class RedisServer:
@@ -66,6 +73,15 @@ class RedisServer:
             self.proc = None
 
 
+@dataclass(frozen=True)
+class WorkerStop:
+    """How one worker's SIGTERM went."""
+
+    name: str
+    seconds: float  # from the signal to the exit
+    returncode: int | None  # None: still running when the wait ran out, so it was SIGKILLed
+
+
 @dataclass
 class QueueStack:
     """A gateway and its workers on one key prefix."""
@@ -75,6 +91,8 @@ class QueueStack:
     log_dir: Path
     env: dict[str, str]
     gateway: Gateway | None = None
+    # Workers log at debug by default: a worker that hangs on its way out names the drain phase it hangs in.
+    worker_log_level: str = "debug"
     workers: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     _started: int = 0
 
@@ -99,7 +117,7 @@ class QueueStack:
         self._started += 1
         name = f"{self.prefix}-w{self._started}"
         env = {k: v for k, v in os.environ.items() if not k.startswith("ACECODER_")}
-        env.update({**self.base_env(), "ACECODER_LOG_LEVEL": "info",
+        env.update({**self.base_env(), "ACECODER_LOG_LEVEL": self.worker_log_level,
                     "ACECODER_SANDBOX_UID_BASE": str(300000 + 1000 * (self._started % 500)), **overrides})
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log = (self.log_dir / f"{name}.log").open("wb")
@@ -132,8 +150,29 @@ class QueueStack:
     def worker_log(self, name: str) -> str:
         return (self.log_dir / f"{name}.log").read_text(errors="replace")
 
+    def worker_logs(self, tail_lines: int = 60) -> str:
+        """The end of every worker's log, for a failure message."""
+        parts = []
+        for name in self.workers:
+            lines = self.worker_log(name).splitlines()[-tail_lines:]
+            parts.append(f"--- worker {name} (last {len(lines)} lines) ---\n" + "\n".join(lines))
+        return "\n".join(parts)
+
     def kill_worker(self, name: str, sig: int = signal.SIGKILL) -> None:
         self.workers[name].send_signal(sig)
+
+    def terminate_worker(self, name: str, wait_s: float) -> WorkerStop:
+        """SIGTERM, then up to `wait_s` for the exit (SIGKILL after that); says how long it took."""
+        proc = self.workers[name]
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(wait_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            return WorkerStop(name, time.monotonic() - started, None)
+        return WorkerStop(name, time.monotonic() - started, proc.returncode)
 
     def stop(self) -> None:
         for proc in self.workers.values():

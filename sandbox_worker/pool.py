@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 ZYGOTE_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1"}
 REPLY_GRACE_S = 10.0
 RESTART_BACKOFF_S = 1.0
+START_TIMEOUT_S = 60.0  # a zygote that has not said hello by then is taken as unable to start
 
 
 @dataclass(frozen=True)
@@ -81,10 +82,14 @@ async def _start_zygote(config: PoolConfig, slot: int) -> _Zygote:
         limit=1 << 26, start_new_session=True)
     assert proc.stdout is not None
     try:
-        hello = await asyncio.wait_for(_read_frame(proc.stdout), 60)
+        async with asyncio.timeout(START_TIMEOUT_S):  # not wait_for: on 3.11 it can lose a cancel (gh-86296)
+            hello = await _read_frame(proc.stdout)
     except (TimeoutError, asyncio.IncompleteReadError) as exc:
         proc.kill()
         raise IsolationUnavailable("sandbox zygote failed to start") from exc
+    except asyncio.CancelledError:  # the pool is closing: leave no zygote behind
+        proc.kill()
+        raise
     if not hello.get("ready"):
         await proc.wait()
         raise IsolationUnavailable(str(hello.get("error")))
@@ -116,12 +121,16 @@ class SandboxPool:
 
     async def close(self) -> None:
         """Closing stdin lets each zygote remove its cgroup; a zygote that lingers is killed."""
-        for task in list(self._restarts):
+        restarts = list(self._restarts)
+        for task in restarts:
             task.cancel()
-        for zygote in self._all.values():
+        if restarts:  # each kills the zygote it was starting
+            await asyncio.wait(restarts, timeout=5)
+        zygotes = list(self._all.values())
+        for zygote in zygotes:
             if zygote.proc.stdin is not None:
                 zygote.proc.stdin.close()
-        for zygote in self._all.values():
+        for zygote in zygotes:
             try:
                 await asyncio.wait_for(zygote.proc.wait(), 5)
             except TimeoutError:
@@ -143,8 +152,12 @@ class SandboxPool:
         try:
             report = await zygote.request(job, timeout_s)
         except asyncio.CancelledError:
-            # The caller went away mid-run: the zygote's reply would desynchronise the protocol.
-            await self._replace(slot, zygote)
+            # The caller went away mid-run (its client left, or a stopping worker cut the job off): the zygote's
+            # reply would desynchronise the protocol. It is replaced in the background: the caller ends now, not
+            # once a new zygote has started (seconds on a loaded machine).
+            zygote.kill()
+            self._all.pop(slot, None)
+            self._restart_soon(slot, 0.0)
             raise
         except Exception as exc:  # whatever broke, the slot is replaced, never leaked
             log.error("sandbox zygote %d failed (%s); replacing it", slot, type(exc).__name__)
@@ -161,18 +174,23 @@ class SandboxPool:
             await asyncio.shield(self._restart(slot))
         except IsolationUnavailable:
             log.exception("could not restart sandbox zygote %d; retrying", slot)
-            task = asyncio.get_running_loop().create_task(self._restart_later(slot))
-            self._restarts.add(task)
-            task.add_done_callback(self._restarts.discard)
+            self._restart_soon(slot, RESTART_BACKOFF_S)
 
     async def _restart(self, slot: int) -> None:
         fresh = await _start_zygote(self.config, slot)
         self._all[slot] = fresh
         self._idle.put_nowait((slot, fresh))
 
-    async def _restart_later(self, slot: int) -> None:
+    def _restart_soon(self, slot: int, delay_s: float) -> None:
+        """Restarts a slot's zygote in the background, retried until it comes back; `close` cancels it."""
+        task = asyncio.get_running_loop().create_task(self._restart_later(slot, delay_s))
+        self._restarts.add(task)
+        task.add_done_callback(self._restarts.discard)
+
+    async def _restart_later(self, slot: int, delay_s: float) -> None:
         while slot not in self._all:
-            await asyncio.sleep(RESTART_BACKOFF_S)
+            await asyncio.sleep(delay_s)
+            delay_s = RESTART_BACKOFF_S
             try:
                 await self._restart(slot)
             except IsolationUnavailable:

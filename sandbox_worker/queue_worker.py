@@ -18,11 +18,13 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import io
 import logging
 import os
 import secrets
 import socket
 import time
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +45,8 @@ READ_BLOCK_MS = 500  # how long a claim waits for work; also how fast the fetche
 FETCH_STOP_SLACK_S = 5.0  # past BLOCK plus this, a claim read at shutdown is taken as wedged
 SHUTDOWN_SLACK_S = 10.0  # stopping takes at most the drain time plus this
 RETRY_S = 0.5
+CANCEL_RETRY_S = 0.1  # at shutdown, a task cut off is cancelled again this often until it ends (see _end)
+CANCEL_WAIT_S = 3.0  # a task cut off that is still running this long after is left behind
 # A job's end, atomic: result to the gateway's reply list (if any), the job to the dead-letter stream (if
 # so), then acknowledge and delete the entry and count the outcome. XACK fails with NOGROUP after a Redis
 # restart; pcall keeps the rest. KEYS: jobs, reply, dead, stats. ARGV: entry id, group, outcome, result,
@@ -115,6 +119,7 @@ class QueueWorker:
         self._settled_at = 0.0  # monotonic time from which dead-looking workers are believed dead
         self._drain_until = float("inf")  # set on SIGTERM: result storing gives up a little after it
         self._reserved: set[bytes] = set()  # a suspect job held (not yet delivered) while this worker drains
+        self._beating = True  # cleared at shutdown, before the worker leaves the group
 
     def stop(self) -> None:
         if not self._stopping.is_set():
@@ -138,39 +143,38 @@ class QueueWorker:
                 await self._drain(fetcher, runners, heartbeats)
         except TimeoutError:
             log.error("worker %s did not finish stopping within %.0f s; exiting, its claimed jobs will be "
-                      "reclaimed", self.config.name, self.config.drain_s + SHUTDOWN_SLACK_S)
+                      "reclaimed; its tasks:\n%s", self.config.name, self.config.drain_s + SHUTDOWN_SLACK_S,
+                      _task_stacks(asyncio.all_tasks() - {asyncio.current_task()}))
         log.info("worker %s stopped after %d jobs", self.config.name, self._jobs_done)
 
     async def _drain(self, fetcher: asyncio.Task[None], runners: list[asyncio.Task[None]],
                      heartbeats: asyncio.Task[None]) -> None:
+        """Every phase is bounded, and none waits on a task it cancelled just once (see `_end`)."""
         self._drain_until = time.monotonic() + self.config.drain_s
-        await self._notify()
-        # Loops blocked on Redis end by themselves within a read timeout: cancelling a redis-py read can
-        # wedge its connection. Jobs claimed ahead go back at once, so other workers run them meanwhile.
-        # A read that outlives its BLOCK by far is wedged already (seen once under load): cut it off, or the
-        # worker would sit out its whole grace period and be SIGKILLed.
-        done, _ = await asyncio.wait([fetcher], timeout=READ_BLOCK_MS / 1000 + FETCH_STOP_SLACK_S)
-        if not done:
-            log.warning("claim loop did not stop within %.1f s; cancelling it", READ_BLOCK_MS / 1000 +
-                        FETCH_STOP_SLACK_S)
-            fetcher.cancel()
-            await asyncio.gather(fetcher, return_exceptions=True)
-        log.debug("drain: claim loop stopped")
+        with _phase("wake the loops"):
+            await self._notify()
+        # The loops end by themselves once they see `_stopping` (a claim read within its BLOCK), so no Redis
+        # call of theirs is cut off. Jobs claimed ahead go back at once, so other workers run them meanwhile.
+        with _phase("stop the claim loop"):
+            await _end([fetcher], READ_BLOCK_MS / 1000 + FETCH_STOP_SLACK_S, "claim loop")
         ahead = list(self._ready)
         self._ready.clear()
-        await self._hand_back(ahead)
-        _, unfinished = await asyncio.wait(runners, timeout=self.config.drain_s)
-        for task in unfinished:  # still running when the drain time is up: cut off, handed back below
-            task.cancel()
-        await asyncio.gather(*runners, return_exceptions=True)
-        log.debug("drain: %d jobs claimed ahead handed back, slots stopped", len(ahead))
-        await asyncio.gather(*self._commits, return_exceptions=True)
-        log.debug("drain: results stored")
-        heartbeats.cancel()
-        await asyncio.gather(heartbeats, return_exceptions=True)
-        await self._hand_back(list(self._claimed.values()))
-        await self._leave()
-        await self.redis.aclose()
+        with _phase(f"hand back {len(ahead)} jobs claimed ahead"):
+            await self._hand_back(ahead)
+        # Jobs still running at the drain time are cut off, and handed back below with the rest.
+        with _phase(f"finish {self._running} running jobs"):
+            await _end(runners, self._drain_until - time.monotonic(), "job runners")
+        with _phase(f"store {len(self._commits)} results"):
+            await _end(list(self._commits), self._drain_until - time.monotonic() + RETRY_S, "result stores")
+        with _phase("stop the heartbeat"):
+            self._beating = False
+            await _end([heartbeats], 0, "heartbeat")
+        with _phase(f"hand back {len(self._claimed)} unfinished jobs"):
+            await self._hand_back(list(self._claimed.values()))
+        with _phase("leave the group"):
+            await self._leave()
+        with _phase("close the Redis connections"):
+            await self.redis.aclose()
 
     async def _connect(self) -> bool:
         """Waits for Redis (a worker may start first), then registers before it claims anything."""
@@ -356,9 +360,13 @@ class QueueWorker:
     # -- liveness ------------------------------------------------------------------------------------------
 
     async def _heartbeats(self) -> None:
+        """Ends when `_beating` is cleared, not only when cancelled: a cancel can be lost (see `_end`), and a
+        heartbeat after we left the group would register us again."""
         beats = 0
-        while True:
+        while self._beating:
             await asyncio.sleep(self.config.heartbeat_s)
+            if not self._beating:
+                return
             beats += 1
             try:
                 if beats % 30 == 0:
@@ -494,3 +502,43 @@ class QueueWorker:
         if not self._redis_ok:
             log.info("Redis is back")
             self._redis_ok = True
+
+
+async def _end(tasks: Collection[asyncio.Task[Any]], wait_s: float, what: str) -> None:
+    """Gives `tasks` up to `wait_s` to end by themselves, then cancels the rest, again and again until they end.
+    One cancel is not enough: on Python 3.11 a cancel that lands while redis-py writes a command is lost (it
+    writes through asyncio.wait_for, which returns normally when its inner write is already done, CPython
+    gh-86296), and the task carries on as if never cancelled. A task still running CANCEL_WAIT_S after its
+    first cancel is left behind and named in the log, so the stop stays bounded."""
+    pending = {task for task in tasks if not task.done()}
+    if pending and wait_s > 0:
+        _, pending = await asyncio.wait(pending, timeout=wait_s)
+    if pending:  # cutting off loops that were asked to stop is routine; anything after a wait is news
+        log.log(logging.INFO if wait_s > 0 else logging.DEBUG, "cutting off %d %s", len(pending), what)
+    give_up = time.monotonic() + CANCEL_WAIT_S
+    while pending and time.monotonic() < give_up:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=CANCEL_RETRY_S)
+    for task in tasks:
+        if task.done() and not task.cancelled() and task.exception() is not None:
+            log.error("%s task %s failed", what, task.get_name(), exc_info=task.exception())
+    if pending:
+        log.error("%d %s still running %.0f s after being cancelled; leaving them:\n%s", len(pending), what,
+                  CANCEL_WAIT_S, _task_stacks(pending))
+
+
+def _task_stacks(tasks: Iterable[asyncio.Task[Any]]) -> str:
+    out = io.StringIO()
+    for task in tasks:
+        task.print_stack(file=out)
+    return out.getvalue()
+
+
+@contextlib.contextmanager
+def _phase(name: str) -> Iterator[None]:
+    """Logs a drain phase's start and end, so a stop that hangs names the phase it hangs in."""
+    started = time.monotonic()
+    log.debug("drain: %s", name)
+    yield
+    log.debug("drain: %s: done in %.2f s", name, time.monotonic() - started)
