@@ -46,7 +46,8 @@ from sandbox_worker.trusted_eval import (
 )
 from sandbox_worker.trusted_scope import Scope, TestCaseInstance, TestCaseMarker, TrustedModule
 
-__all__ = ["CheckFailed", "Hole", "HoleError", "HoleFailed", "TestExpressionError", "TestPlan", "evaluate", "plan_test"]
+__all__ = ["CheckFailed", "Hole", "HoleError", "HoleFailed", "Raises", "TestExpressionError", "TestPlan", "evaluate",
+           "plan_io", "plan_test"]
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ only the response and the candidate-side hole expressions travel to the zygote.
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import functools
 import marshal
@@ -55,16 +56,21 @@ class TestExecutor:
         self._parser = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parse")
         self._parse_lock = threading.Lock()
 
-    async def execute_many(self, items: Sequence[tuple[str, list[Any]]], limits: Limits) -> list[ItemResult]:
+    async def execute_many(self, items: Sequence[tuple[str, list[Any]]], limits: Limits,
+                           stop_on_first_failure: Sequence[bool] | None = None) -> list[ItemResult]:
         """Items of one request run concurrently on the pool; each is judged on its own."""
-        return list(await asyncio.gather(*(self.execute(response, tests, limits) for response, tests in items)))
+        stops = stop_on_first_failure or [False] * len(items)
+        return list(await asyncio.gather(*(self.execute(response, tests, limits, stop)
+                                           for (response, tests), stop in zip(items, stops, strict=True))))
 
     def health(self) -> tuple[bool, dict[str, object]]:
         live = self.pool.live
         return live > 0, {"mode": "embedded", "zygotes": live}
 
-    async def execute(self, response: str, tests: list[Any], limits: Limits) -> ItemResult:
-        """`tests`: assert sources, or io_tests' wire dicts (all of one kind)."""
+    async def execute(self, response: str, tests: list[Any], limits: Limits,
+                      stop_on_first_failure: bool = False) -> ItemResult:
+        """`tests`: assert sources, or io_tests' wire dicts (all of one kind). `stop_on_first_failure`: the
+        tests after the first that fails are not_run, and the run stops there when it can tell."""
         try:
             io_tests.check_wire(tests)
         except io_tests.IOTestsError as exc:
@@ -85,13 +91,17 @@ class TestExecutor:
         }
         if runnable[0].io is not None:
             job["io"] = runnable[0].io["kind"]
+        if stop_on_first_failure:
+            job["stop_on_first_failure"] = True
+            for wire, plan in zip(job["tests"], runnable, strict=True):
+                wire["fails_if_raised"] = _fails_if_raised(plan)
         raw = await self.pool.run(job)
         if raw is None:
             return ItemResult(None, judge.not_run("infra_error", len(tests), "sandbox process failed"))
         if len(raw) <= INLINE_REPORT_BYTES:
-            return _judge_report(plans, raw)
+            return _judge_report(plans, raw, stop_on_first_failure)
         # Decoding and comparing megabytes of candidate data would stall every other request.
-        return await asyncio.to_thread(_judge_report, plans, raw)
+        return await asyncio.to_thread(_judge_report, plans, raw, stop_on_first_failure)
 
     async def _plan(self, tests: list[str], numpy: bool) -> tuple[list[assertions.TestPlan], frozenset[str]]:
         """Plans are cached, so a problem's tests are parsed once for all of its sampled responses."""
@@ -108,9 +118,19 @@ class TestExecutor:
             return _plan_all(tests, numpy)
 
 
-def _judge_report(plans: list[assertions.TestPlan], raw: bytes) -> ItemResult:
+def _judge_report(plans: list[assertions.TestPlan], raw: bytes, stop_on_first_failure: bool = False) -> ItemResult:
     report = marshal.loads(raw)
-    return ItemResult(judge.clean_text(report.get("code")), judge.judge(plans, report))
+    return ItemResult(judge.clean_text(report.get("code")), judge.judge(plans, report, stop_on_first_failure))
+
+
+def _fails_if_raised(plan: assertions.TestPlan) -> bool:
+    """Whether any of the test's holes raising surely fails it: not where an assertRaises expects it, nor
+    where `and`/`or`/`if` might never look at the hole (the judge decides those)."""
+    if plan.io is not None:
+        return True
+    if plan.outer is None:  # judged in the sandbox: its one hole raising is its failure
+        return True
+    return not any(isinstance(n, (assertions.Raises, ast.BoolOp, ast.IfExp)) for n in ast.walk(plan.outer))
 
 
 def _plan_all(tests: list[str], numpy: bool) -> tuple[list[assertions.TestPlan], frozenset[str]]:

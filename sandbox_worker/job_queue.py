@@ -35,6 +35,7 @@ class Job:
     tests: list[Any]  # assert sources, or io_tests' wire dicts
     limits: dict[str, Any]
     request_id: str | None = None  # the gateway request it belongs to, for the worker's log lines
+    stop_on_first_failure: bool = False
 
     def encode_data(self) -> bytes:
         return orjson.dumps(self)  # orjson serialises dataclasses natively (asdict would deep-copy first)

@@ -52,8 +52,10 @@ def clean_text(text: str | None) -> str | None:
     return text.encode("utf-8", "replace").decode("utf-8")
 
 
-def judge(plans: list[assertions.TestPlan], report: dict[str, Any]) -> TestsResult:
-    """`plans` are all the item's tests; the report covers the runnable ones, in the same order."""
+def judge(plans: list[assertions.TestPlan], report: dict[str, Any], stop_on_first_failure: bool = False) -> TestsResult:
+    """`plans` are all the item's tests; the report covers the runnable ones, in the same order. With
+    `stop_on_first_failure`, every test after the first that did not pass is not_run, whatever the run
+    reported for it (the run stops early where it can tell; only the judge knows a wrong value)."""
     runnable = iter(report["tests"])
     outcomes: list[str] = []
     details: list[str | None] = []
@@ -68,6 +70,10 @@ def judge(plans: list[assertions.TestPlan], report: dict[str, Any]) -> TestsResu
             status = "memory_exceeded"
         outcomes.append(outcome)
         details.append(clean_text(detail))
+    if stop_on_first_failure:
+        first = next((i for i, o in enumerate(outcomes) if o != PASS), len(outcomes))
+        for i in range(first + 1, len(outcomes)):
+            outcomes[i], details[i] = NOT_RUN, "not run: an earlier test failed (stop_on_first_failure)"
     in_sandbox = [i for i, p in enumerate(plans) if p.in_sandbox]
     return TestsResult(status, outcomes, details, in_sandbox, float(report.get("run_time_s", 0.0)),
                        list(report.get("kills", [])))

@@ -295,7 +295,8 @@ class QueueWorker:
             return
         started = time.monotonic()
         try:
-            result = await self.executor.execute(job.response, job.tests, job.limits_capped(self.caps))
+            result = await self.executor.execute(job.response, job.tests, job.limits_capped(self.caps),
+                                                 job.stop_on_first_failure)
         except Exception as exc:  # a bug of ours, not the candidate's: say so rather than hold the job
             log.exception("job %s failed in the worker", job.id)
             result = ItemResult(None, judge.not_run("infra_error", len(job.tests), f"worker error: {exc!r}"))

@@ -123,12 +123,15 @@ def run(job: dict[str, Any], start: int, compiled: list[list[Any]]) -> NoReturn:
         _exit(0)
     send_payload(LOADED, flush=False)
     max_output = int(job["limits"]["max_output_bytes"])
+    stop = bool(job.get("stop_on_first_failure"))
     for index in range(start, len(job["tests"])):
         test = job["tests"][index]
         if "stdin" in test or "call" in test:
-            _run_io_test(index, test, code if script else namespace, max_output)
+            raised = _run_io_test(index, test, code if script else namespace, max_output)
         else:
-            _run_test(index, test, namespace, compiled[index])
+            raised = _run_test(index, test, namespace, compiled[index])
+        if raised and stop:  # a test that raised failed, whatever it expected: the rest are not run
+            break
     send_payload(DONE)
     # The hang-up wakes the zygote now; the process's own teardown (exit_mm comes before its files are
     # closed) then overlaps with the zygote's report instead of delaying it.
@@ -172,18 +175,24 @@ def compile_hole(source: str, whole_test: bool, index: int) -> Any:
     return compile(source, f"test_{index}.py", "exec" if whole_test else "eval", dont_inherit=True)
 
 
-def _run_test(index: int, test: dict[str, Any], namespace: dict[str, Any], compiled: list[Any]) -> None:
+def _run_test(index: int, test: dict[str, Any], namespace: dict[str, Any], compiled: list[Any]) -> bool:
+    """Runs one test's holes; True when one raised (for stop_on_first_failure; the judge decides)."""
     send_payload(START % index)
     setup_error = _run_setup(test.get("setup"), index, namespace)
+    raised = setup_error is not None
     for j, source in enumerate(test["holes"]):
         if setup_error is not None:
             send({"ev": "hole", "i": index, "j": j, **setup_error}, flush=False)
         else:
-            send(_evaluate_hole(index, j, source, test["in_sandbox"], namespace, compiled[j]), flush=False)
+            frame = _evaluate_hole(index, j, source, test["in_sandbox"], namespace, compiled[j])
+            # The gateway marks the tests a raised hole surely fails (no assertRaises, no short circuit).
+            raised = raised or ("err" in frame and bool(test.get("fails_if_raised")))
+            send(frame, flush=False)
     send_payload(END % index, flush=False)
+    return raised
 
 
-def _run_io_test(index: int, test: dict[str, Any], program: Any, max_output: int) -> None:
+def _run_io_test(index: int, test: dict[str, Any], program: Any, max_output: int) -> bool:
     """A stdin test (`program` is the compiled script) or a call test (`program` is the loaded namespace):
     one hole, the output or return value."""
     send_payload(START % index)
@@ -200,6 +209,7 @@ def _run_io_test(index: int, test: dict[str, Any], program: Any, max_output: int
         frame.update(_error_fields(exc))
     send(frame, flush=False)
     send_payload(END % index, flush=False)
+    return "err" in frame
 
 
 def _run_setup(setup: str | None, index: int, namespace: dict[str, Any]) -> dict[str, Any] | None:

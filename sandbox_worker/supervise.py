@@ -139,7 +139,8 @@ class Supervisor:
             kills.append(end.reason)
             status = status if status != "ok" else _status_of(end)
             nxt = self._mark_interrupted(end, tests, start)
-            if end.reason == "program_timeout" or nxt >= len(tests) or nxt <= start - 1:
+            if (end.reason == "program_timeout" or nxt >= len(tests) or nxt <= start - 1
+                    or job.get("stop_on_first_failure")):  # the interrupted test failed: the rest are not run
                 break
             start = nxt
         return {"status": status, "code": code, "tests": [t.__dict__ for t in tests], "runs": runs, "kills": kills,

@@ -46,6 +46,9 @@ class RewardItem(StrictModel):
                               "(trailing whitespace and blank lines ignored) or exact.")
     fn_name: str | None = Field(None, description="The function LiveCodeBench functional tests call (its "
                                 "metadata func_name); a class Solution's method of that name is called if present.")
+    stop_on_first_failure: bool = Field(False, description="The tests after the first that fails are not_run (and "
+                                        "the run stops there when the sandbox can tell: an exception, a timeout, a "
+                                        "crash). Implied by tests_reward=binary.")
 
 
 class LimitsIn(StrictModel):

@@ -118,15 +118,17 @@ class QueuedExecutor:
 
     # -- requests ------------------------------------------------------------------------------------------
 
-    async def execute_many(self, items: Sequence[tuple[str, list[Any]]], limits: Limits) -> list[ItemResult]:
+    async def execute_many(self, items: Sequence[tuple[str, list[Any]]], limits: Limits,
+                           stop_on_first_failure: Sequence[bool] | None = None) -> list[ItemResult]:
         self._check_ready()
+        stops = stop_on_first_failure or [False] * len(items)
         now_ms = self.clock.now_ms()
         timeout_s = self.config.request_timeout_s
         request = _Request(len(items), asyncio.get_running_loop().create_future())
         waits = [_Waiting(Job(f"{self.gateway_id}:{next(self._seq)}", self.keys.reply(self.gateway_id),
                               now_ms + int(timeout_s * 1000), now_ms, response, tests, limits.__dict__,
-                              log_context.request_id.get()), request)
-                 for response, tests in items]
+                              log_context.request_id.get(), stop), request)
+                 for (response, tests), stop in zip(items, stops, strict=True)]
         for w in waits:
             self._waiting[w.job.id] = w
         try:

@@ -21,7 +21,8 @@ from service.settings import Settings
 class Executor(Protocol):
     """Where test jobs run: the embedded pool (`TestExecutor`) or Redis-queued workers (`QueuedExecutor`)."""
 
-    async def execute_many(self, items: Sequence[tuple[str, list[Any]]], limits: Limits) -> list[ItemResult]: ...
+    async def execute_many(self, items: Sequence[tuple[str, list[Any]]], limits: Limits,
+                           stop_on_first_failure: Sequence[bool] | None = None) -> list[ItemResult]: ...
 
     def health(self) -> tuple[bool, dict[str, object]]: ...
 
@@ -58,8 +59,10 @@ class RewardService:
         self._admit(len(request.items))
         try:
             wire = [wire_tests(i, n) for n, i in enumerate(request.items)]
+            # With a binary reward one failure already decides: the rest need not run.
+            stops = [i.stop_on_first_failure or request.tests_reward == "binary" for i in request.items]
             return await self.executor.execute_many([(i.response, t) for i, t in zip(request.items, wire,
-                                                                                     strict=True)], limits)
+                                                                                     strict=True)], limits, stops)
         finally:
             self._release(len(request.items))
 

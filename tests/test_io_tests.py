@@ -164,3 +164,34 @@ def test_comparison_rules() -> None:
     assert io_tests.compare_return(5, [5]) is None
     assert io_tests.compare_return(True, 1) is not None
     assert io_tests.compare_return({"a": [1]}, {"a": [1.0]}) is None
+
+
+# --- stop_on_first_failure -------------------------------------------------------------------------------
+
+def test_stop_on_first_failure_marks_the_rest_not_run(client: httpx.Client) -> None:
+    wrong_second = "n = int(input())\nprint(n * 2 if n != 5 else 0)\n"
+    result = judge(client, wrong_second, DOUBLE, stop_on_first_failure=True)
+    assert result["outcomes"] == ["pass", "fail", "not_run"]
+    assert "earlier test failed" in result["details"][2]
+    assert judge(client, wrong_second, DOUBLE)["outcomes"] == ["pass", "fail", "pass"]
+
+
+def test_stop_on_first_failure_stops_the_run_at_a_timeout(client: httpx.Client) -> None:
+    hangs_first = "import time\nn = int(input())\nwhile n == 3:\n    pass\nprint(n * 2)\n"
+    result = judge(client, hangs_first, DOUBLE, stop_on_first_failure=True)
+    assert result["outcomes"] == ["timeout", "not_run", "not_run"]
+    assert result["run_time_s"] < 3 * FAST["test_timeout_s"]
+
+
+def test_binary_reward_implies_stop_on_first_failure_for_asserts(client: httpx.Client) -> None:
+    program = "def f(x):\n    if x == 1:\n        raise ValueError('no')\n    return x\n"
+    tests = ["assert f(0) == 0", "assert f(1) == 1", "assert f(2) == 2"]
+    answer = client.post("/v1/rewards", json={"items": [{"response": program, "tests": tests}],
+                                              "tests_reward": "binary"}).json()["items"][0]
+    assert answer["tests"]["outcomes"] == ["pass", "error", "not_run"]
+    assert answer["reward"] == 0.0
+    raises = ["import unittest\nwith unittest.TestCase().assertRaises(ValueError):\n    f(1)", "assert f(2) == 2",
+              "assert f(2) == 2 or f(1) == 1", "assert f(3) == 3"]
+    answer = client.post("/v1/rewards", json={"items": [{"response": program, "tests": raises}],
+                                              "tests_reward": "binary"}).json()["items"][0]
+    assert answer["tests"]["outcomes"] == ["pass", "pass", "pass", "pass"]  # expected or short-circuited raises
