@@ -61,6 +61,9 @@ class TestPlan:
     invalid: str | None = None
     setup: str | None = None  # the test's imports that the holes need, run before them in the sandbox
     io: dict[str, Any] | None = None  # an input/output test (io_tests' wire form, expected output included)
+    # Whether any hole raising surely fails the test: not where an assertRaises expects it, nor where
+    # `and`/`or`/`if` might never look at the hole (stop_on_first_failure stops the run only on these).
+    fails_if_raised: bool = True
     scope: Scope = field(default_factory=Scope, repr=False)
     hole_nodes: tuple[ast.expr, ...] = field(default=(), repr=False)
 
@@ -137,8 +140,9 @@ class _Builder:
         used = {n.id for h in self.holes for n in ast.walk(h) if isinstance(n, ast.Name)}
         setup = "\n".join(ast.unparse(stmt) for stmt, names in self.imports if names & used) or None
         outer = self.checks[0] if len(self.checks) == 1 else Checks(self.checks)
+        fails = not any(isinstance(n, (Raises, ast.BoolOp, ast.IfExp)) for n in ast.walk(outer))
         return TestPlan(source, holes=tuple(ast.unparse(h) for h in self.holes), outer=outer, setup=setup,
-                        scope=self.scope, hole_nodes=tuple(self.holes))
+                        scope=self.scope, hole_nodes=tuple(self.holes), fails_if_raised=fails)
 
     # -- bindings
 
