@@ -2,14 +2,16 @@
 with candidates, scored through a running service (`--url`) or in process (the same reward path the gateway
 runs, configured by the same ACECODER_* settings), with a progress bar, JSONL results and a summary.
 
-score input rows:      {"id"?, "question"?, "response", "tests"?}
+score input rows:      {"id"?, "question"?, "response", "tests"?, "fn_name"?, "compare"?, "test_imports"?}, or
+                       a dataset's own rows (AceCode, APPS/TACO, CodeContests, LiveCodeBench, HumanEval, MBPP:
+                       service/datasets.py), the response in the column `--response-field` names
 best-of-n input rows:  {"id"?, "question", "candidates": [...], "tests"?}
+Both read JSONL (.gz too) or Parquet.
 """
 
 from __future__ import annotations
 
 import asyncio
-import gzip
 import json
 import random
 import statistics
@@ -17,24 +19,27 @@ import sys
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
 import httpx
 from tqdm import tqdm
 
-from service import protocol
+from service import datasets, protocol
 from service.best_of_n import BestOfN, rank
 from service.errors import ServiceError
 from service.settings import Settings
 
 Caller = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
+MAX_REQUEST_BYTES = 32 * 1024 * 1024  # half the server's default ACECODER_MAX_BODY_BYTES: LiveCodeBench items are big
 
 
 def read_rows(path: Path) -> list[dict[str, Any]]:
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as f:  # type: ignore[operator]
-        return [json.loads(line) for line in f if line.strip()]
+    try:
+        return datasets.read_rows(path)
+    except (ValueError, OSError) as exc:  # DatasetError, bad JSON, a file that is neither JSONL nor Parquet
+        raise SystemExit(f"{path}: {exc}") from exc
 
 
 @asynccontextmanager
@@ -104,23 +109,70 @@ def write_rows(rows: Iterable[dict[str, Any]], out: TextIO) -> None:
 # --- score ---------------------------------------------------------------------------------------------------------
 
 
-def score_jobs(rows: list[dict[str, Any]], reward: str, tests_reward: str, batch: int) -> list[tuple[str, dict, int]]:
-    jobs = []
-    for start in range(0, len(rows), batch):
-        chunk = rows[start:start + batch]
-        items = [{k: r[k] for k in ("question", "response", "tests") if k in r} for r in chunk]
-        jobs.append(("/v1/rewards", {"items": items, "reward": reward, "tests_reward": tests_reward}, len(chunk)))
-    return jobs
+@dataclass(frozen=True)
+class ScoreOptions:
+    reward: str = "tests"
+    tests_reward: str = "pass_rate"
+    batch: int = 32  # items per request (fewer when they pass MAX_REQUEST_BYTES)
+    format: str = "auto"  # one of datasets.FORMATS
+    response_field: str = "response"
+    compare: str | None = None  # overrides the rows' comparison of stdout (input/output tests)
+    untrusted_tests: str | None = None
 
 
-def score_results(rows: list[dict[str, Any]], answers: list[dict[str, Any]]) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class ScoreTask:
+    """One item to score: a row's problem with one of its responses (`index`: which, when it has a list)."""
+
+    id: Any
+    index: int | None
+    item: dict[str, Any]
+
+
+def score_tasks(rows: list[dict[str, Any]], options: ScoreOptions) -> list[ScoreTask]:
+    tasks = []
+    for n, row in enumerate(rows):
+        try:
+            problem = datasets.problem_of(row, options.format)
+            responses, many = datasets.responses_of(row, options.format, options.response_field)
+        except datasets.DatasetError as exc:
+            raise SystemExit(f"row {n + 1}: {exc}") from exc
+        if options.reward != "model" and not problem.tests:
+            raise SystemExit(f"row {n + 1}: no tests, and reward={options.reward} needs them")
+        rid = datasets.row_id(row, n)
+        tasks += [ScoreTask(rid, k if many else None, problem.item(r, options.compare))
+                  for k, r in enumerate(responses)]
+    return tasks
+
+
+def score_jobs(tasks: list[ScoreTask], options: ScoreOptions) -> list[tuple[str, dict, int]]:
+    """Requests of at most `batch` items and about MAX_REQUEST_BYTES (an item bigger than that goes alone)."""
+    chunks: list[list[dict[str, Any]]] = []
+    size = 0
+    for task in tasks:
+        item_bytes = len(json.dumps(task.item))
+        if not chunks or len(chunks[-1]) == options.batch or size + item_bytes > MAX_REQUEST_BYTES:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(task.item)
+        size += item_bytes
+    body = {"reward": options.reward, "tests_reward": options.tests_reward}
+    if options.untrusted_tests:
+        body["untrusted_tests"] = options.untrusted_tests
+    return [("/v1/rewards", {"items": chunk, **body}, len(chunk)) for chunk in chunks]
+
+
+def score_results(tasks: list[ScoreTask], answers: list[dict[str, Any]]) -> list[dict[str, Any]]:
     items = [item for answer in answers for item in answer["items"]]
     out = []
-    for n, (row, item) in enumerate(zip(rows, items, strict=True)):
+    for task, item in zip(tasks, items, strict=True):
         tests, model = item.get("tests"), item.get("model")
-        out.append({"id": row.get("id", n), "reward": item["reward"],
-                    "pass_rate": tests["pass_rate"] if tests else None, "status": tests["status"] if tests else None,
-                    "score": model["score"] if model else None})
+        result: dict[str, Any] = {"id": task.id}
+        if task.index is not None:
+            result["response_index"] = task.index
+        result.update(reward=item["reward"], pass_rate=tests["pass_rate"] if tests else None,
+                      status=tests["status"] if tests else None, score=model["score"] if model else None)
+        out.append(result)
     return out
 
 
@@ -224,15 +276,17 @@ def _caller(settings: Settings, url: str | None, token: str | None) -> Any:
     return remote(url, token) if url else in_process(settings)
 
 
-def run_score(settings: Settings, path: Path, out: Path | None, url: str | None, token: str | None, reward: str,
-              tests_reward: str, batch: int, concurrency: int) -> None:
-    rows = read_rows(path)
+def run_score(settings: Settings, path: Path, out: Path | None, url: str | None, token: str | None,
+              options: ScoreOptions, concurrency: int) -> None:
+    tasks = score_tasks(read_rows(path), options)
+    if not tasks:
+        raise SystemExit(f"{path}: no responses to score")
 
     async def go() -> list[dict[str, Any]]:
         async with _caller(settings, url, token) as call:
-            return await run_all(score_jobs(rows, reward, tests_reward, batch), call, concurrency, "item")
+            return await run_all(score_jobs(tasks, options), call, concurrency, "item")
 
-    results = score_results(rows, asyncio.run(go()))
+    results = score_results(tasks, asyncio.run(go()))
     _write(results, out)
     print(score_summary(results))
 

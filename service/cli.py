@@ -6,6 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from service.datasets import FORMATS
 from service.logs import configure_logging
 from service.settings import Settings
 
@@ -23,11 +24,20 @@ def main(argv: list[str] | None = None) -> None:
     worker.add_argument("--name", help="consumer name, unique per worker (default: HOSTNAME-PID)")
     health = sub.add_parser("worker-health", help="exit 0 while a worker on this host (or --name) is alive")
     health.add_argument("--name", help="the worker's name (default: any worker on this host)")
-    score = sub.add_parser("score", help="score a JSONL file of items ({question?, response, tests?}) through a "
-                                         "running service (--url) or in process")
+    score = sub.add_parser("score", help="score a file of items ({question?, response, tests?}) or of a dataset's "
+                                         "rows through a running service (--url) or in process")
     _common(score)
+    score.add_argument("--format", choices=FORMATS, default="auto",
+                       help="the rows' dataset (default: recognised per row by its fields)")
+    score.add_argument("--response-field", default="response", metavar="COLUMN",
+                       help="the column holding the response: text, or a list (one item each), e.g. solutions "
+                            "(APPS, TACO, CodeContests), canonical_solution (HumanEval), code (MBPP)")
     score.add_argument("--reward", choices=["tests", "model", "combined"], default="tests")
     score.add_argument("--tests-reward", choices=["pass_rate", "binary"], default="pass_rate")
+    score.add_argument("--compare", choices=["tokens", "lines", "exact"],
+                       help="how stdout is compared in input/output tests (default: the service's, tokens)")
+    score.add_argument("--untrusted-tests", choices=["exclude", "count", "fail"],
+                       help="how tests judged in the sandbox count (default: the service's)")
     score.add_argument("--batch", type=int, default=32, help="items per request")
     bon = sub.add_parser("best-of-n", help="rank the candidates of each problem in a JSONL file ({question, "
                                            "candidates, tests?}) and report how often the pick passes")
@@ -56,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _common(command: argparse.ArgumentParser) -> None:
-    command.add_argument("file", type=Path, help="input JSONL (.gz ok)")
+    command.add_argument("file", type=Path, help="input JSONL (.gz ok) or Parquet (the [datasets] extra)")
     command.add_argument("--out", type=Path, help="results JSONL (default: stdout)")
     command.add_argument("--url", help="a running service; default: score in this process, configured by the "
                                        "ACECODER_* settings (sandbox pool; reward model if ACECODER_RM_BACKEND)")
@@ -72,8 +82,10 @@ def _batch(args: argparse.Namespace, settings: Settings) -> None:
     logging.getLogger().setLevel(max(logging.WARNING, logging.getLogger().level))  # the progress bar speaks
     token = args.token or os.environ.get("ACECODER_REWARD_TOKEN")
     if args.command == "score":
-        batch_cli.run_score(settings, args.file, args.out, args.url, token, args.reward, args.tests_reward,
-                            args.batch, args.concurrency)
+        options = batch_cli.ScoreOptions(reward=args.reward, tests_reward=args.tests_reward, batch=args.batch,
+                                         format=args.format, response_field=args.response_field,
+                                         compare=args.compare, untrusted_tests=args.untrusted_tests)
+        batch_cli.run_score(settings, args.file, args.out, args.url, token, options, args.concurrency)
     else:
         batch_cli.run_best_of_n(settings, args.file, args.out, args.url, token, args.rank_by, args.concurrency,
                                 args.plot, args.seed)

@@ -8,13 +8,16 @@ reward model's micro-batcher exactly as one big request would.
 
 from __future__ import annotations
 
-import gzip
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
-from service import protocol
+from pydantic import ValidationError
+
+from service import datasets, protocol
+from service.datasets import DatasetError, Problem
 from service.errors import InvalidRequest
 from service.rewards import RewardService
 from service.settings import Settings
@@ -23,29 +26,41 @@ log = logging.getLogger(__name__)
 ASSISTANT_MARKER = "<|im_start|>assistant\n"
 USER_MARKER = "<|im_start|>user\n"
 END_MARKERS = ("<|im_end|>", "<|endoftext|>")
+LABEL_FIELDS = ("tests", "fn_name", "compare", "test_imports")  # an item's fields a label sets
 
 
-@dataclass(frozen=True)
-class Task:
-    question: str | None
-    tests: list[str]
+def load_dataset(path: Path) -> dict[str, Problem]:
+    """A dataset file (JSONL, .gz too, or Parquet) in any format service/datasets.py reads (AceCode-87K's
+    `id`, `question`, `test_cases`; APPS, LiveCodeBench, ...): rows keyed by their id, each with tests."""
+    problems: dict[str, Problem] = {}
+    for n, row in enumerate(datasets.read_rows(path), 1):
+        key = datasets.row_id(row, None)
+        try:
+            problem = datasets.problem_of(row)
+        except DatasetError as exc:
+            raise ValueError(f"{path}: row {n}: {exc}") from exc
+        if key is None or not problem.tests:
+            raise ValueError(f"{path}: row {n}: a row needs an id ({', '.join(datasets.ID_FIELDS)}) and tests")
+        problems[str(key)] = problem
+    log.info("dataset %s: %d tasks", path, len(problems))
+    return problems
 
 
-def load_dataset(path: Path) -> dict[str, Task]:
-    """AceCode-style JSONL (optionally .gz): rows with `id`, `question` and `test_cases` (or `tests`)."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    tasks: dict[str, Task] = {}
-    with opener(path, "rt", encoding="utf-8") as f:  # type: ignore[operator]
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            row = json.loads(line)
-            tests = row.get("test_cases", row.get("tests"))
-            if "id" not in row or not isinstance(tests, list):
-                raise ValueError(f"{path}:{n}: a row needs `id` and a list `test_cases`")
-            tasks[str(row["id"])] = Task(question=row.get("question"), tests=[str(t) for t in tests])
-    log.info("dataset %s: %d tasks", path, len(tasks))
-    return tasks
+def label_problem(value: Any) -> Problem:
+    """A JSON label's problem: a list of asserts (or LiveCodeBench's list of tests), an input/output object
+    ({"inputs", "outputs", "fn_name"?}, CodeContests' {"input", "output"}), or {"tests": <any of those>,
+    "question"?, "fn_name"?, "compare"?, "test_imports"?}."""
+    if isinstance(value, dict) and "tests" in value:
+        unknown = set(value) - {"question", *LABEL_FIELDS}
+        if unknown:
+            raise DatasetError(f"unknown fields {sorted(unknown)}")
+        problem = Problem(value.get("question"), value["tests"], value.get("fn_name"), value.get("compare"),
+                          value.get("test_imports", []))
+    elif isinstance(value, dict) or (isinstance(value, list) and all(isinstance(t, (str, dict)) for t in value)):
+        problem = Problem(None, value)
+    else:
+        raise DatasetError("a JSON label is a list of asserts, an input/output object, or an object with `tests`")
+    return datasets.checked(problem)
 
 
 def split_query(query: str, prompt: str | None) -> tuple[str, str]:
@@ -72,7 +87,7 @@ def question_of(prompt: str) -> str:
 
 
 class OpenRLHFAdapter:
-    def __init__(self, rewards: RewardService, settings: Settings, dataset: dict[str, Task] | None) -> None:
+    def __init__(self, rewards: RewardService, settings: Settings, dataset: dict[str, Problem] | None) -> None:
         self.rewards = rewards
         self.settings = settings
         self.dataset = dataset or {}
@@ -115,42 +130,41 @@ class OpenRLHFAdapter:
             prompt, response = split_query(body.query[i], body.prompts[i] if body.prompts else None)
         except ValueError as exc:
             raise InvalidRequest(f"query.{i}: {exc}", field=f"query.{i}") from exc
-        task = self._task(body.labels[i], i) if body.labels else Task(None, [])
-        if reward != "model" and not task.tests:
-            raise InvalidRequest(f"labels.{i}: reward={reward} needs tests: a JSON list of asserts, or a key "
-                                 "into the server's dataset (ACECODER_DATASET_PATH)", field=f"labels.{i}")
-        return protocol.RewardItem(question=task.question or question_of(prompt), response=response,
-                                   tests=task.tests)
+        problem = self._problem(body.labels[i], i) if body.labels else Problem(None)
+        if reward != "model" and not problem.tests:
+            raise InvalidRequest(f"labels.{i}: reward={reward} needs tests: a JSON list of asserts, an input/output "
+                                 "object, or a key into the server's dataset (ACECODER_DATASET_PATH)",
+                                 field=f"labels.{i}")
+        if not problem.question:
+            problem = replace(problem, question=question_of(prompt))
+        try:
+            return protocol.RewardItem.model_validate(problem.item(response))
+        except ValidationError as exc:  # checked() took the label; this is a last guard, named the same way
+            raise InvalidRequest(f"labels.{i}: {exc.errors()[0]['msg']}", field=f"labels.{i}") from exc
 
-    def _task(self, label: str, i: int) -> Task:
+    def _problem(self, label: str, i: int) -> Problem:
         text = label.strip()
         if text.startswith(("[", "{")):
             try:
-                value = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise InvalidRequest(f"labels.{i}: not valid JSON: {exc}", field=f"labels.{i}") from exc
-            if isinstance(value, list) and all(isinstance(t, str) for t in value):
-                return Task(None, value)
-            if isinstance(value, dict) and isinstance(value.get("tests"), list):
-                question = value.get("question")
-                return Task(question if isinstance(question, str) else None, [str(t) for t in value["tests"]])
-            raise InvalidRequest(f"labels.{i}: a JSON label is a list of asserts or an object with `tests`",
-                                 field=f"labels.{i}")
-        task = self.dataset.get(text)
-        if task is None:
+                return label_problem(json.loads(text))
+            except ValueError as exc:  # bad JSON, or DatasetError
+                raise InvalidRequest(f"labels.{i}: {exc}", field=f"labels.{i}") from exc
+        problem = self.dataset.get(text)
+        if problem is None:
             where = "the server has no dataset (ACECODER_DATASET_PATH)" if not self.dataset else "not in the dataset"
             raise InvalidRequest(f"labels.{i}: {text[:80]!r} is not a test list, and {where}", field=f"labels.{i}")
-        return task
+        return problem
 
 
 def _renamed(exc: InvalidRequest) -> InvalidRequest:
-    """items.N.response -> query.N, items.N.tests -> labels.N, items -> query; the message's prefix too."""
+    """items.N.response -> query.N, items.N.tests (and the label's other fields) -> labels.N, items -> query;
+    the message's prefix too."""
     field = exc.field
     if field is None or not field.startswith("items"):
         return exc
     parts = field.split(".")
     if len(parts) >= 3:
-        new = f"{'labels' if parts[2] == 'tests' else 'query'}.{parts[1]}"
+        new = f"{'labels' if parts[2] in LABEL_FIELDS else 'query'}.{parts[1]}"
     else:
         new = "query"
     message = exc.message

@@ -119,10 +119,12 @@ def test_unreachable_service_is_unavailable() -> None:
 
 def test_verl_compute_score(gateway: Gateway, humaneval_subset: list[Problem]) -> None:
     p = humaneval_subset[2]
-    assert verl_rewards.compute_score("acecode", f"```python\n{p.solution}\n```", json.dumps(p.tests),
-                                      {"question": p.prompt}, url=gateway.url) == 1.0
-    assert verl_rewards.compute_score_batch(["acecode"] * 2, [p.solution, "no code here"], [p.tests, p.tests],
-                                            [None, None], url=gateway.url) == [1.0, 0.0]
+    answer = verl_rewards.compute_score("acecode", f"```python\n{p.solution}\n```", json.dumps(p.tests),
+                                        {"question": p.prompt}, url=gateway.url)
+    assert answer == {"score": 1.0, "pass_rate": 1.0, "status": "ok", "judged_in_sandbox": 0}
+    batch = verl_rewards.compute_score_batch(["acecode"] * 2, [p.solution, "no code here"], [p.tests, p.tests],
+                                             [None, None], url=gateway.url)
+    assert [(b["score"], b["status"]) for b in batch] == [(1.0, "ok"), (0.0, "no_code")]
 
 
 def test_trl_reward_functions_sync_and_async(gateway: Gateway, humaneval_subset: list[Problem]) -> None:

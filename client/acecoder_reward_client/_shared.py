@@ -42,15 +42,35 @@ def async_client(url: str) -> AsyncRewardClient:
     return _async_clients[key]
 
 
-def tests_of(value: Any) -> list[str]:
-    """Tests from a dataset column: a list of asserts, its JSON text, or an object with `tests`/`test_cases`."""
+ITEM_FIELDS = ("fn_name", "compare", "test_imports")  # what may travel with the tests
+
+
+def read_tests(value: Any) -> dict[str, Any] | None:
+    """An item's test fields (`tests`, and `fn_name`, `compare`, `test_imports` where given) from a dataset
+    column, a label or verl's `ground_truth`; None when it holds no tests. It reads a list of asserts (one plain
+    string is one assert), an input/output object ({"inputs", "outputs", "fn_name"?}: APPS/TACO `input_output`,
+    verl's `ground_truth`; CodeContests' {"input", "output"}), LiveCodeBench's list of {"input", "output",
+    "testtype"}, the JSON text of any of these, or an object with `tests` (or `test_cases`) and those fields."""
+    if hasattr(value, "tolist"):  # numpy arrays: how verl and `datasets` hand over list columns
+        value = value.tolist()
     if isinstance(value, str):
-        value = json.loads(value) if value.strip().startswith(("[", "{")) else [value]
+        text = value.strip()
+        value = json.loads(text) if text.startswith(("[", "{")) else [value] if text else None
+    if value is None:
+        return None
+    if isinstance(value, dict) and ("tests" in value or "test_cases" in value):
+        fields = read_tests(value["tests"] if "tests" in value else value["test_cases"])
+        if fields is not None:
+            fields.update({k: value[k] for k in ITEM_FIELDS if value.get(k) is not None})
+        return fields
     if isinstance(value, dict):
-        value = value.get("tests", value.get("test_cases", []))
-    if not isinstance(value, (list, tuple)):
-        raise ValueError(f"cannot read tests from {type(value).__name__}")
-    return [str(t) for t in value]
+        inputs = value.get("inputs", value.get("input"))
+        return {"tests": value} if value and inputs != [] else None
+    if isinstance(value, (list, tuple)) and (all(isinstance(t, str) for t in value)
+                                             or all(isinstance(t, dict) for t in value)):
+        return {"tests": list(value)} if value else None
+    raise ValueError(f"cannot read tests from {type(value).__name__}: expected asserts, an input/output object, "
+                     "or a list of LiveCodeBench tests")
 
 
 def text_of(message: Any, role: str) -> str:

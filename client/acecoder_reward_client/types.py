@@ -7,18 +7,33 @@ from typing import Any, Literal
 
 Reward = Literal["tests", "model", "combined"]
 TestsReward = Literal["pass_rate", "binary"]
+Compare = Literal["tokens", "lines", "exact"]
+# Asserts; an input/output object {"inputs", "outputs", "fn_name"?} (APPS/TACO `input_output`, verl's
+# `ground_truth`) or CodeContests' {"input", "output"}, also as JSON text; LiveCodeBench's list of
+# {"input", "output", "testtype"}.
+Tests = list[str] | list[dict[str, Any]] | dict[str, Any] | str
 
 
 @dataclass(frozen=True)
 class Item:
     response: str
-    tests: list[str] = field(default_factory=list)
+    tests: Tests = field(default_factory=list)
     question: str | None = None
+    fn_name: str | None = None  # LiveCodeBench functional tests: the function (or Solution method) they call
+    compare: Compare | None = None  # input/output tests: how stdout is compared (the service's default: tokens)
+    test_imports: list[str] = field(default_factory=list)  # MBPP: import lines run before each assert
 
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"response": self.response, "tests": list(self.tests)}
+        tests = list(self.tests) if isinstance(self.tests, (list, tuple)) else self.tests
+        out: dict[str, Any] = {"response": self.response, "tests": tests}
         if self.question is not None:
             out["question"] = self.question
+        if self.fn_name is not None:
+            out["fn_name"] = self.fn_name
+        if self.compare is not None:
+            out["compare"] = self.compare
+        if self.test_imports:
+            out["test_imports"] = list(self.test_imports)
         return out
 
 
