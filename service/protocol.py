@@ -123,8 +123,10 @@ class OpenRLHFRequest(StrictModel):
     query: list[str] = Field(min_length=1, description="Prompt + response, as the policy produced them.")
     prompts: list[str] | None = Field(None, description="The prompts; each response is its query minus this "
                                       "prefix. Without them, the response follows the last Qwen assistant marker.")
-    labels: list[str] | None = Field(None, description="Per sample: a JSON list of asserts, a JSON object "
-                                     "{\"tests\": [...], \"question\": ...}, or a key into the server's dataset.")
+    labels: list[str] | None = Field(None, description="Per sample: a JSON list of asserts, an input/output "
+                                     "object (APPS/verl {inputs, outputs, fn_name?}, CodeContests, a LiveCodeBench "
+                                     "list), a JSON object {\"tests\": <any of those>, \"question\"?, \"fn_name\"?, "
+                                     "\"compare\"?, \"test_imports\"?}, or a key into the server's dataset.")
     reward: Literal["tests", "model", "combined"] | None = Field(None, description="Overrides "
                                                                   "ACECODER_OPENRLHF_REWARD for this call.")
     tests_reward: Literal["pass_rate", "binary"] | None = Field(None, description="Overrides "

@@ -143,8 +143,9 @@ class Settings(BaseSettings):
         "binary", description="The tests reward /get_reward uses (AceCoder's published RL runs used binary).")
     openrlhf_weight_tests: float = Field(1.0, description="Weight of the tests reward in /get_reward's combined.")
     openrlhf_weight_model: float = Field(1.0, description="Weight of the model score in /get_reward's combined.")
-    dataset_path: str | None = Field(None, description="AceCode-style JSONL (.gz ok): rows with id, question, "
-                                     "test_cases; a /get_reward label may be a row's id.")
+    dataset_path: str | None = Field(None, description="A dataset file (JSONL, .gz or Parquet) in any format "
+                                     "`acecoder-reward score --format auto` reads (AceCode, APPS/TACO, CodeContests, "
+                                     "LiveCodeBench, HumanEval, MBPP); a /get_reward label may be a row's id.")
 
     def vllm_urls(self) -> list[str]:
         return [u.strip().rstrip("/") for u in self.vllm_url.split(",") if u.strip()]
