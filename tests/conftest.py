@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import gzip
 import json
-from collections.abc import Iterator
+import socket
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -15,7 +17,8 @@ from loadtest.gateway_process import REPO, Gateway, free_port, start_gateway, st
 from loadtest.humaneval_data import Problem, load_problems
 from loadtest.vllm_process import VllmServer
 
-__all__ = ["REPO", "Gateway", "free_port", "start_gateway", "stop_gateway", "wait_healthy"]
+__all__ = ["REPO", "Gateway", "free_port", "metrics", "post_and_hold", "start_gateway", "stop_gateway", "wait_for",
+           "wait_healthy"]
 
 
 @pytest.fixture(scope="session")
@@ -36,6 +39,32 @@ def score(client: httpx.Client, response: str, tests: list[str], **extra: object
     answer = client.post("/v1/rewards", json={"items": [{"response": response, "tests": tests}], **extra})
     assert answer.status_code == 200, answer.text
     return answer.json()["items"][0]
+
+
+def metrics(url: str) -> dict[str, float]:
+    """A gateway's /metrics as {series: value}, keyed as printed (`name{label="v",...}`). Compare two readings:
+    a series is printed from its first update on, so its mere presence proves little."""
+    text = httpx.get(url + "/metrics", timeout=10).text
+    return {series: float(value) for series, _, value in
+            (line.rpartition(" ") for line in text.splitlines() if line and not line.startswith("#"))}
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout_s: float = 20.0) -> None:
+    """Polls until `condition` holds; fails naming `what` after `timeout_s` (a bound, not an expected time)."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"no {what} within {timeout_s} s"
+        time.sleep(0.05)
+
+
+def post_and_hold(url: str, body: dict) -> socket.socket:
+    """Sends POST /v1/rewards and returns its open connection, unread: closing it is the client going away."""
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    payload = json.dumps(body).encode()
+    sock = socket.create_connection((host, int(port)), timeout=10)
+    sock.sendall(b"POST /v1/rewards HTTP/1.1\r\nHost: gateway\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: %d\r\n\r\n%s" % (len(payload), payload))
+    return sock
 
 
 @pytest.fixture(scope="session")

@@ -150,8 +150,25 @@ ATTACKS: dict[str, tuple[str, list[str], list[str], str]] = {
 }
 
 
+def _slots(client: httpx.Client) -> int:
+    """The gateway's zygotes. Sequential requests take them in turn (the idle queue is FIFO), so this many
+    requests in a row reach every slot, whatever the machine's CPU count made the pool."""
+    slots = _slots_live(client)
+    assert slots > 0
+    return slots
+
+
+def _slots_live(client: httpx.Client) -> int:
+    return int(client.get("/health").json().get("zygotes", 0))
+
+
+def _assert_root(why: str) -> None:
+    assert os.geteuid() == 0, f"this test needs root: {why}; as another user it would pass without checking"
+
+
 def _host_state() -> tuple[list[tuple[str, int, int]], list[str]]:
     """The repo's files (path, size, mtime) and any file a sandbox uid owns in the host's writable dirs."""
+    _assert_root("runs get their own uids (>= 200000) only when the gateway is root")
     repo = []
     for root, dirs, files in os.walk(REPO):
         dirs[:] = [d for d in dirs if d not in SKIP_DIRS]
@@ -287,6 +304,7 @@ def test_no_network_at_all(client: httpx.Client) -> None:
 
 def _leftover_run_processes() -> list[int]:
     """Processes of sandbox uids other than a run's PID 1 (each slot keeps one spare run waiting for its job)."""
+    _assert_root("runs are found by their uids (>= 200000), which they get only when the gateway is root")
     pids = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -335,9 +353,10 @@ def test_runs_cannot_talk_through_abstract_unix_sockets(client: httpx.Client) ->
         {"response": LISTEN, "tests": ["assert f(1.5) == 1"]},
         {"response": CONNECT, "tests": ["assert f(0.5) == 'ConnectionRefusedError'"]}]}).json()
     assert together["rewards"] == [1.0, 1.0], together
-    for _ in range(4):  # at least one per slot
+    slots = _slots(client)
+    for _ in range(slots):  # one per slot
         assert score(client, LISTEN, ["assert f(0) == 1"])["reward"] == 1.0
-    for _ in range(8):
+    for _ in range(2 * slots):
         assert score(client, CONNECT, ["assert f(0) == 'ConnectionRefusedError'"])["reward"] == 1.0
 
 
@@ -380,16 +399,18 @@ def test_ipc_objects_do_not_carry_data_between_runs(client: httpx.Client) -> Non
     """System V message queues, shared memory, semaphores and POSIX message queues outlive the process that
     made them; runs share their zygote's IPC namespace only where its limits are zero (nothing can be made
     there), else each has its own."""
-    for _ in range(4):  # at least one per slot, whether or not the objects could be made
+    slots = _slots(client)
+    for _ in range(slots):  # one per slot, whether or not the objects could be made
         assert score(client, IPC, ["assert len(leave()) == 4"])["reward"] == 1.0
-    for _ in range(8):
+    for _ in range(2 * slots):
         assert score(client, IPC, ["assert find() == [False, False, False, False]"])["reward"] == 1.0
 
 
 def test_kernel_keyrings_do_not_carry_data_between_runs(client: httpx.Client) -> None:
-    for _ in range(4):  # at least one per slot
+    slots = _slots(client)
+    for _ in range(slots):  # one per slot
         assert score(client, KEYCTL, ["assert add() == True"])["reward"] == 1.0
-    for _ in range(8):
+    for _ in range(2 * slots):
         assert score(client, KEYCTL, ["assert find() == False"])["reward"] == 1.0
 
 
@@ -397,7 +418,7 @@ def test_forged_deep_frames_error_the_item_and_the_slot_keeps_serving(client: ht
     program = ("import os, struct\ndef raw(b):\n    os.write(3, struct.pack('>I', len(b)) + b)\n"
                "def f(depth):\n    raw(b'{\"ev\":\"hole\",\"i\":0,\"j\":0,\"v\":' + b'[' * depth + b']' * depth + b'}')\n"
                "    raw(b'{\"ev\":\"end\",\"i\":0}')\n    raw(b'{\"ev\":\"done\"}')\n    os._exit(0)\n")
-    for depth in (982, 100_000, 982):  # more requests than slots
+    for depth in (982, 100_000, 982) * _slots(client):  # every slot takes each one
         result = score(client, program, [f"assert f({depth}) == 6"])
         assert result["tests"]["outcomes"] == ["error"], result
     assert score(client, HONEST["response"], HONEST["tests"])["reward"] == 1.0
@@ -453,9 +474,13 @@ def test_a_dead_zygote_is_replaced_and_no_request_fails(gateway: Gateway, client
     assert gateway.proc is not None
     children = Path(f"/proc/{gateway.proc.pid}/task/{gateway.proc.pid}/children").read_text().split()
     zygotes = [int(pid) for pid in children if "sandbox_worker.zygote" in Path(f"/proc/{pid}/cmdline").read_text()]
+    assert len(zygotes) == _slots(client)
     os.kill(zygotes[0], signal.SIGKILL)
-    time.sleep(0.5)
-    for _ in range(6):
+    deadline = time.monotonic() + 10
+    while _slots_live(client) == len(zygotes):  # until the gateway has seen it die
+        assert time.monotonic() < deadline, "the gateway never noticed its zygote died"
+        time.sleep(0.05)
+    for _ in range(len(zygotes) + 1):  # the dead slot's turn comes within one round
         assert score(client, HONEST["response"], HONEST["tests"])["reward"] == 1.0
     assert client.get("/health").json()["zygotes"] == len(zygotes)
 
@@ -470,10 +495,11 @@ SCAN = ("import ctypes, re\ndef f(pattern):\n    needle = re.compile(pattern.enc
 def test_a_run_cannot_read_the_previous_job_from_memory(client: httpx.Client) -> None:
     """Runs are cloned from a forker that never sees jobs: nothing of an earlier job is in a run's memory."""
     victim = "def secret(x):\n    return 'VICTIM' + 'OUTPUT' + x\n"
-    for _ in range(4):  # at least one per slot
+    slots = _slots(client)
+    for _ in range(slots):  # one per slot
         score(client, victim, ["assert secret('VICTIM' + 'INPUT') == 'x'"])
     # Regexes whose own text differs from what they find: the victim's result, code and test input.
     for pattern in (r"VICTI[M]OUTPU[T]", r"def secre[t]", r"'VICTI[M]' \+ 'INPU[T]'"):
-        for _ in range(2):
+        for _ in range(slots):
             result = score(client, SCAN, [f"assert f({pattern!r}) == False"])
             assert result["tests"]["outcomes"] == ["pass"], (pattern, result)

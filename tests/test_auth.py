@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 
 import httpx
 import pytest
+from acecoder_reward_client import AsyncRewardClient, InvalidRequestError, Item, RewardClient
 
-from tests.conftest import Gateway, start_gateway, stop_gateway
+from tests.conftest import Gateway, metrics, start_gateway, stop_gateway
 
 TOKENS = ["old-token-canary", "new-token-canary"]
 ITEM = {"items": [{"response": "def f(): return 1", "tests": ["assert f() == 1"]}]}
@@ -43,10 +45,33 @@ def test_every_configured_token_works(authed: Gateway, token: str) -> None:
 
 
 def test_health_and_metrics_stay_open_and_refusals_are_counted(authed: Gateway) -> None:
+    refused = 'acecoder_requests_total{code="401",route="unmatched"}'  # refused before routing
+    before = metrics(authed.url).get(refused, 0)
     assert httpx.get(authed.url + "/health").status_code == 200
-    metrics = httpx.get(authed.url + "/metrics")
-    assert metrics.status_code == 200
-    assert 'code="401"' in metrics.text
+    assert httpx.get(authed.url + "/metrics").status_code == 200
+    assert httpx.post(authed.url + "/v1/rewards", json=ITEM).status_code == 401
+    assert metrics(authed.url)[refused] == before + 1
+
+
+def test_the_client_sends_its_token_and_without_one_gets_the_typed_error(authed: Gateway) -> None:
+    item = Item(response="def f(): return 1", tests=["assert f() == 1"])
+    with RewardClient(authed.url, token=TOKENS[1]) as client:
+        assert client.score([item]).rewards == [1.0]
+    for token in (None, "wrong"):
+        with RewardClient(authed.url, token=token) as client, pytest.raises(InvalidRequestError) as refused:
+            client.score([item])
+        assert (refused.value.status, refused.value.code) == (401, "unauthorized"), token
+
+
+def test_the_async_client_sends_its_token(authed: Gateway) -> None:
+    async def rewards(token: str | None) -> list[float]:
+        async with AsyncRewardClient(authed.url, token=token) as client:
+            return (await client.score([Item(response="def f(): return 1", tests=["assert f() == 1"])])).rewards
+
+    assert asyncio.run(rewards(TOKENS[0])) == [1.0]
+    with pytest.raises(InvalidRequestError) as refused:
+        asyncio.run(rewards(None))
+    assert refused.value.status == 401
 
 
 def test_the_body_is_not_read_before_auth(authed: Gateway) -> None:

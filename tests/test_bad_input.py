@@ -5,6 +5,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from tests.conftest import Gateway, metrics
+
 GOOD_ITEM = {"response": "def f(x):\n    return x\n", "tests": ["assert f(1) == 1"]}
 
 
@@ -97,21 +99,18 @@ def test_binary_reward_and_limits_are_capped(client: httpx.Client) -> None:
     assert body["rewards"] == [0.0, 1.0]
 
 
-def _outcomes(text: str) -> dict[str, float]:
-    prefix = "acecoder_test_outcomes_total{outcome="
-    return {line[len(prefix) + 1:].split('"', 1)[0]: float(line.rsplit(" ", 1)[1])
-            for line in text.splitlines() if line.startswith(prefix)}
-
-
-def test_metrics_count_requests_and_outcomes(client: httpx.Client) -> None:
-    before = _outcomes(client.get("/metrics").text)
-    item = {"response": "def f(x):\n    return x\n", "tests": ["assert f(1) == 1", "assert f(2) == 2", "assert f(3) == 4"]}
-    client.post("/v1/rewards", json={"items": [GOOD_ITEM, item]})
-    text = client.get("/metrics").text
-    after = _outcomes(text)
-    passes = len(GOOD_ITEM["tests"]) + 2  # every test counted once, by its outcome
-    assert after["pass"] - before.get("pass", 0) == passes and after["fail"] - before.get("fail", 0) == 1
-    assert 'acecoder_requests_total{code="200",route="/v1/rewards"}' in text
-    assert 'acecoder_test_outcomes_total{outcome="pass"}' in text
-    assert "acecoder_request_latency_seconds_bucket" in text
-    assert "acecoder_sandbox_kills_total" in text
+def test_metrics_count_requests_outcomes_and_kills(gateway: Gateway, client: httpx.Client) -> None:
+    """Every series read as a change across one request: a series is printed once it exists, whatever its value."""
+    rewards = 'acecoder_requests_total{code="200",route="/v1/rewards"}'
+    latency = 'acecoder_request_latency_seconds_count{route="/v1/rewards"}'
+    series = [rewards, latency, 'acecoder_sandbox_kills_total{reason="exited"}',
+              *(f'acecoder_test_outcomes_total{{outcome="{o}"}}' for o in ("pass", "fail", "error"))]
+    before = metrics(gateway.url)
+    wrong = {"response": "def f(x):\n    return x\n", "tests": ["assert f(1) == 1", "assert f(2) == 2",
+                                                                 "assert f(3) == 4"]}
+    quits = {"response": "import os\ndef f(x):\n    os._exit(0)\n", "tests": ["assert f(1) == 1"]}
+    assert client.post("/v1/rewards", json={"items": [GOOD_ITEM, wrong, quits]}).status_code == 200
+    after = metrics(gateway.url)
+    changed = dict(zip(series, (after.get(s, 0) - before.get(s, 0) for s in series), strict=True))
+    # every test counted once, by its outcome; the run that quit mid-test was ended from outside
+    assert changed == dict(zip(series, [1, 1, 1, len(GOOD_ITEM["tests"]) + 2, 1, 1], strict=True))

@@ -108,6 +108,28 @@ def test_retries_give_up_with_the_last_error() -> None:
             [Item(response="x", tests=["assert 1"])])
 
 
+def test_async_client_retries_429_and_503_then_gives_up_with_the_last_error() -> None:
+    async def score(statuses: list[int], seen: list[float], retry: RetryPolicy = FAST_RETRY) -> list[float]:
+        async with AsyncRewardClient("http://svc", retry=retry, transport=_scripted(statuses, seen)) as client:
+            return (await client.score([Item(response="x", tests=["assert 1"])])).rewards
+
+    seen: list[float] = []
+    assert asyncio.run(score([429, 503], seen)) == [1.0]
+    assert len(seen) == 3 and seen[1] - seen[0] >= 0.29  # waited the server's Retry-After, not 10 ms
+    seen.clear()
+    with pytest.raises(UnavailableError):
+        asyncio.run(score([503] * 10, seen))
+    assert len(seen) == FAST_RETRY.max_retries + 1
+    seen.clear()
+    with pytest.raises(OverloadedError):
+        asyncio.run(score([429], seen, RetryPolicy(max_retries=0)))
+    assert len(seen) == 1
+    seen.clear()
+    with pytest.raises(InvalidRequestError):  # a 4xx other than 429 is final
+        asyncio.run(score([422], seen))
+    assert len(seen) == 1
+
+
 def test_unreachable_service_is_unavailable() -> None:
     client = RewardClient("http://127.0.0.1:9", retry=FAST_RETRY, timeout_s=2)
     with pytest.raises(UnavailableError, match="did not answer"):

@@ -19,7 +19,7 @@ import pytest
 from loadtest.vllm_process import VllmServer
 from models.checkpoint import CheckpointError, inspect
 from models.prompt import INSTRUCTION_PREFIX, RESPONSE_PREFIX, PromptEncoder, PromptTooLong
-from tests.conftest import REPO, Gateway, start_gateway, stop_gateway
+from tests.conftest import REPO, Gateway, start_gateway, stop_gateway, wait_for
 
 QUESTION = "Write a function add(a, b) that returns the sum of a and b."
 PROGRAMS = [
@@ -259,6 +259,7 @@ def test_duplicates_are_computed_once_and_repeats_come_from_the_cache(rm_gateway
     novel = f"def add(a, b):\n    return b + a  # {time.monotonic_ns()}\n"
     before = {s: _metric(rm_gateway, f'acecoder_rm_inputs_total{{source="{s}"}}') for s in ("computed", "dedup",
                                                                                            "cache")}
+    batches = _metric(rm_gateway, "acecoder_rm_batch_items_count")
     first = _post(rm_gateway, {"items": _model_items([novel] * 3), "reward": "model"}).json()["rewards"]
     second = _post(rm_gateway, {"items": _model_items([novel]), "reward": "model"}).json()["rewards"]
     assert len(set(first + second)) == 1
@@ -266,7 +267,7 @@ def test_duplicates_are_computed_once_and_repeats_come_from_the_cache(rm_gateway
     assert after["computed"] - before["computed"] == 1
     assert after["dedup"] - before["dedup"] == 2
     assert after["cache"] - before["cache"] == 1
-    assert _metric(rm_gateway, "acecoder_rm_batch_items_count") >= 1
+    assert _metric(rm_gateway, "acecoder_rm_batch_items_count") == batches + 1  # one batch of the one input
 
 
 @pytest.mark.parametrize(("body", "field"), [
@@ -320,7 +321,21 @@ def test_gateway_benchmark_runs_and_checks_scores(vllm_gateway: Gateway, vllm_se
         assert w["direct_req_per_s"] > 0 and w["gateway_req_per_s"] > 0 and len(w["paired_ratios"]) == 1
         gateway_side = w["cpu_s_per_round"]["gateway"]
         assert gateway_side["gateway"] > 0 and any(k.startswith("vLLM:") for k in gateway_side)
-    assert dups["duplicate_share"] == bench_rm.DUPLICATE_SHARE
+
+
+@pytest.mark.parametrize("requests", [24, 100])
+def test_benchmark_workload_repeats_the_share_it_claims(requests: int) -> None:
+    """bench_rm's (b) reports its duplicate share from its constant: the workload must hold that share of
+    repeats of earlier pairs, and (a) none; fresh text per round, the same pairs for the same seed."""
+    from loadtest import bench_rm
+
+    dups = bench_rm.workload(requests, bench_rm.DUPLICATE_SHARE, 3, 7)
+    assert len(dups) == requests
+    assert requests - len(set(dups)) == int(requests * bench_rm.DUPLICATE_SHARE)
+    unique = bench_rm.workload(requests, 0.0, 3, 7)
+    assert len(set(unique)) == requests
+    assert dups == bench_rm.workload(requests, bench_rm.DUPLICATE_SHARE, 3, 7)
+    assert not set(dups) & set(bench_rm.workload(requests, bench_rm.DUPLICATE_SHARE, 4, 7))
 
 
 def test_past_the_admission_limit_429(rm_gateway: Gateway) -> None:
@@ -333,13 +348,15 @@ def test_past_the_admission_limit_429(rm_gateway: Gateway) -> None:
 def test_slow_upstream_gives_504_and_an_abandoned_input_is_never_computed(
         vllm_gateway: Gateway, vllm_server: VllmServer) -> None:
     dropped = _metric(vllm_gateway, 'acecoder_rm_inputs_total{source="dropped"}')
+    batches = _metric(vllm_gateway, "acecoder_rm_batch_items_count")
     answers: list[httpx.Response] = []
     vllm_server.pause()
     try:
         held = threading.Thread(target=lambda: answers.append(_post(vllm_gateway, {
             "items": _model_items([f"held = {time.monotonic_ns()}"]), "reward": "model"})))
         held.start()
-        time.sleep(0.5)  # its batch is now in flight, the only one allowed: the next input queues behind it
+        # Its batch in flight, the only one allowed: the next input queues behind it.
+        wait_for(lambda: _metric(vllm_gateway, "acecoder_rm_batch_items_count") == batches + 1, "batch in flight")
         with pytest.raises(httpx.ReadTimeout):
             _post(vllm_gateway, {"items": _model_items([f"gone = {time.monotonic_ns()}"]), "reward": "model"},
                   timeout=1.0)
@@ -347,7 +364,11 @@ def test_slow_upstream_gives_504_and_an_abandoned_input_is_never_computed(
     finally:
         vllm_server.resume()
     assert answers[0].status_code == 504, answers[0].text
+    # dropped when the batcher takes its next batch, just after the held one failed (not before its answer)
+    wait_for(lambda: _metric(vllm_gateway, 'acecoder_rm_inputs_total{source="dropped"}') >= dropped + 1,
+             "abandoned input dropped", timeout_s=10)
     assert _metric(vllm_gateway, 'acecoder_rm_inputs_total{source="dropped"}') == dropped + 1
+    assert _metric(vllm_gateway, "acecoder_rm_batch_items_count") == batches + 1  # and never computed
     assert _post(vllm_gateway, {"items": _model_items(["after = 1"]), "reward": "model"}).status_code == 200
 
 
