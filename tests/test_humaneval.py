@@ -19,9 +19,19 @@ def test_all_canonical_solutions_pass(client: httpx.Client) -> None:
     body = answer.json()
     failures = {p.task_id: r["tests"] for p, r in zip(PROBLEMS, body["items"]) if r["reward"] != 1.0}
     assert failures == {}
-    assert sum(r["tests"]["total"] for r in body["items"]) == 1106
-    whole_checks = [p.task_id for p, r in zip(PROBLEMS, body["items"]) if r["tests"]["judged_in_sandbox"]]
-    assert len(whole_checks) == 7  # the checks with loops/imports, kept whole
+    # 1,106 single asserts, plus the 7 checks with loops unrolled at conversion into 427 more.
+    assert sum(r["tests"]["total"] for r in body["items"]) == 1533
+    assert [p.task_id for p, r in zip(PROBLEMS, body["items"]) if r["tests"]["judged_in_sandbox"]] == []
+
+
+def test_a_helper_of_the_prompt_cannot_judge_its_own_answer(client: httpx.Client) -> None:
+    """HumanEval/32 checks find_zero's answer with poly(), which the prompt defines, so the candidate's program
+    holds it: a program whose poly() always says 0 passed its check in process. The conversion inlines poly."""
+    p = _problem("HumanEval/32")
+    cheat = p.prompt.replace("return sum([coeff * math.pow(x, i) for i, coeff in enumerate(xs)])", "return 0.0")
+    assert cheat != p.prompt
+    result = score(client, cheat + "    return 0.0\n", p.tests)
+    assert result["tests"]["passed"] == 0 and result["tests"]["judged_in_sandbox"] == []
 
 
 def _problem(task_id: str) -> Problem:
