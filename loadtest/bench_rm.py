@@ -281,7 +281,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     from transformers import AutoTokenizer
 
-    from models.fixture import build_tiny_checkpoint
+    from acecoder_reward.models.fixture import build_tiny_checkpoint
 
     with tempfile.TemporaryDirectory(prefix="bench-rm-") as tmp:
         work = Path(tmp)

@@ -82,7 +82,10 @@ class FloorLoop:
 def _worker(slot: int, work_r: int, done_w: int) -> NoReturn:
     import importlib
 
-    from sandbox_worker import forker, isolation  # the forker's imports and preloads: the same heap to clone
+    from acecoder_reward.sandbox_worker import (  # the forker's imports and preloads: the same heap to clone
+        forker,
+        isolation,
+    )
 
     for name in forker.DEFAULT_PRELOAD:
         importlib.import_module(name)
@@ -107,7 +110,7 @@ def _worker(slot: int, work_r: int, done_w: int) -> NoReturn:
 
 def _run_one(uid: int, mode: str, program: str, compiled: list[Any]) -> NoReturn:
     """In the clone: what every run does before, around and after its program, and nothing more."""
-    from sandbox_worker import isolation
+    from acecoder_reward.sandbox_worker import isolation
 
     os.setsid()
     isolation.isolate(uid, mode, 16)

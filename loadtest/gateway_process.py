@@ -53,7 +53,7 @@ def start_gateway(log_dir: Path, env_overrides: dict[str, str] | None = None, ke
     env = {k: v for k, v in os.environ.items() if not k.startswith("ACECODER_") or k in keep}
     env.update({"ACECODER_PORT": str(port), "ACECODER_LOG_LEVEL": "warning", **(env_overrides or {})})
     log_path = log_dir / f"gateway-{port}.log"
-    proc = subprocess.Popen([sys.executable, "-m", "service.cli", "serve"], cwd=REPO, env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "acecoder_reward.service.cli", "serve"], cwd=REPO, env=env,
                             stdout=log_path.open("wb"), stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
     gateway = Gateway(f"http://127.0.0.1:{port}", proc, log_path)
     if wait:

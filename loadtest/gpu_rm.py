@@ -34,9 +34,9 @@ from typing import Any, Literal
 
 import torch
 
-from models import packed_attention
-from models.acecoderm import AceCodeRM
-from models.hf_backend import BatchPlan, HfScorer, plan_batches
+from acecoder_reward.models import packed_attention
+from acecoder_reward.models.acecoderm import AceCodeRM
+from acecoder_reward.models.hf_backend import BatchPlan, HfScorer, plan_batches
 
 REPO = Path(__file__).resolve().parent.parent
 TARGET_MFU = 0.70

@@ -122,7 +122,8 @@ class QueueStack:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log = (self.log_dir / f"{name}.log").open("wb")
         self.workers[name] = subprocess.Popen(
-            [sys.executable, "-m", "service.cli", "worker", "--concurrency", str(concurrency), "--name", name],
+            [sys.executable, "-m", "acecoder_reward.service.cli", "worker", "--concurrency", str(concurrency),
+             "--name", name],
             cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
         return name
 

@@ -33,9 +33,9 @@ import httpx
 import orjson
 import redis
 
+from acecoder_reward.sandbox_worker.queue_keys import QueueKeys
 from loadtest.gateway_process import die_with_parent
 from loadtest.queue_processes import SLOW_LIMITS, QueueStack, RedisServer, WorkerStop, sleeper
-from sandbox_worker.queue_keys import QueueKeys
 
 BUSY_TIMEOUT_S = 30.0  # a worker that runs nothing for this long means the load is not reaching it
 

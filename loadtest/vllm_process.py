@@ -24,8 +24,9 @@ from loadtest.gateway_process import die_with_parent, free_port
 
 class VllmServer:
     def __init__(self, model_dir: Path, log_dir: Path, *, max_model_len: int = 1024, port: int | None = None,
-                 served_model: str | None = None, extra_args: tuple[str, ...] = ()) -> None:
+                 served_model: str | None = None, extra_args: tuple[str, ...] = (), cwd: Path | None = None) -> None:
         self.model_dir = model_dir
+        self.cwd = cwd  # the directory vLLM starts from (its imports see it first)
         self.extra_args = extra_args
         self.log_dir = log_dir
         self.max_model_len = max_model_len
@@ -48,7 +49,7 @@ class VllmServer:
         env = {**os.environ, "VLLM_LOGGING_LEVEL": "WARNING", "TOKENIZERS_PARALLELISM": "false"}
         log = (self.log_dir / f"vllm-{self.port}.log").open("ab")
         # Its own session, so stop() can end the API server and its engine-core child together.
-        self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, env=env,
+        self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, env=env, cwd=self.cwd,
                                      start_new_session=True, preexec_fn=die_with_parent)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:

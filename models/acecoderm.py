@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from models.checkpoint import HEAD_PREFIX, Checkpoint, CheckpointError
+from acecoder_reward.models.checkpoint import HEAD_PREFIX, Checkpoint, CheckpointError
 
 
 class ValueHead(nn.Module):

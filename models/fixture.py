@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from models.checkpoint import HEAD_PREFIX
+from acecoder_reward.models.checkpoint import HEAD_PREFIX
 
 # Qwen2.5's template, without the tool-calling branches the reward model never sees.
 QWEN_CHAT_TEMPLATE = (

@@ -20,8 +20,8 @@ from typing import Any, Literal
 
 import torch
 
-from models import acecoderm, fused_ops, packed_attention
-from models.checkpoint import Checkpoint
+from acecoder_reward.models import acecoderm, fused_ops, packed_attention
+from acecoder_reward.models.checkpoint import Checkpoint
 
 Layout = Literal["packed", "padded"]
 

@@ -17,7 +17,7 @@ from vllm.model_executor.layers.pooler.seqwise.poolers import pooler_for_classif
 from vllm.model_executor.models.adapters import as_seq_cls_model
 from vllm.model_executor.models.qwen2 import Qwen2ForCausalLM
 
-from models.checkpoint import HEAD_PREFIX
+from acecoder_reward.models.checkpoint import HEAD_PREFIX
 
 _Qwen2SeqCls = as_seq_cls_model(Qwen2ForCausalLM)  # type: ignore[type-abstract]
 

@@ -12,7 +12,7 @@ from typing import Any, cast
 # itself plain `Qwen2ForCausalLM` is vLLM's own class: serve it with `--hf-overrides
 # '{"architectures": ["AceCodeRM"]}'` (the README says so); hijacking that name would change every Qwen2 model.
 ARCHITECTURES = ("Qwen2ForCausalRM", "AceCodeRM")
-MODEL_CLASS = "models.vllm_model:AceCodeRMForScoring"
+MODEL_CLASS = "acecoder_reward.models.vllm_model:AceCodeRMForScoring"
 
 
 def register() -> None:

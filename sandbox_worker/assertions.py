@@ -29,8 +29,8 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-from sandbox_worker import io_tests, trusted_eval, trusted_scope, unittest_checks
-from sandbox_worker.trusted_eval import (
+from acecoder_reward.sandbox_worker import io_tests, trusted_eval, trusted_scope, unittest_checks
+from acecoder_reward.sandbox_worker.trusted_eval import (
     ALL_PURE_METHODS,
     PREDICATE_METHODS,
     CallCheck,
@@ -44,7 +44,7 @@ from sandbox_worker.trusted_eval import (
     TestExpressionError,
     Truth,
 )
-from sandbox_worker.trusted_scope import Scope, TestCaseInstance, TestCaseMarker, TrustedModule
+from acecoder_reward.sandbox_worker.trusted_scope import Scope, TestCaseInstance, TestCaseMarker, TrustedModule
 
 __all__ = ["CheckFailed", "Hole", "HoleError", "HoleFailed", "Raises", "TestExpressionError", "TestPlan", "evaluate",
            "plan_io", "plan_test"]

@@ -16,8 +16,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from sandbox_worker import assertions, extract, io_tests, judge
-from sandbox_worker.pool import SandboxPool
+from acecoder_reward.sandbox_worker import assertions, extract, io_tests, judge
+from acecoder_reward.sandbox_worker.pool import SandboxPool
 
 
 @dataclass(frozen=True)

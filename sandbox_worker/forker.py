@@ -37,7 +37,7 @@ import struct
 import sys
 from typing import Any, NoReturn
 
-from sandbox_worker import isolation, runner
+from acecoder_reward.sandbox_worker import isolation, runner
 
 PR_SET_PDEATHSIG = 1
 WARM_UP_AFTER_S = 0.001  # a spare warms up when its job has not come this long after it is ready
@@ -48,7 +48,7 @@ DEFAULT_PRELOAD = ("bisect", "collections", "copy", "functools", "heapq", "itert
 READY_TIMEOUT_S = 45.0  # shorter than the pool's wait for its zygote, so the reason reaches the operator
 # What the forker process runs (`python -c`): without `site`, sys.path must be set before the first import.
 BOOTSTRAP = ("import json, sys; sys.path[:] = json.loads(sys.argv[2])['path']; "
-             "from sandbox_worker.forker import main; main()")
+             "from acecoder_reward.sandbox_worker.forker import main; main()")
 
 
 class ForkerFailed(RuntimeError):
@@ -69,7 +69,8 @@ class Forker:
         # sys.path, which already holds what the .pth files add, and `site`'s builtins (main() below).
         # -B: the file system is read-only here anyway; do not even try to write bytecode.
         package = os.path.dirname(os.path.abspath(__file__))
-        config = {**config, "path": [*sys.path, os.path.dirname(package)], "package": package,
+        # The directory that holds `acecoder_reward` (site-packages, or an editable install's src/).
+        config = {**config, "path": [*sys.path, os.path.dirname(os.path.dirname(package))], "package": package,
                   "prefix": sys.prefix, "exec_prefix": sys.exec_prefix, "parent": os.getpid()}
         argv = [sys.executable, "-I", "-S", "-B", "-c", BOOTSTRAP, str(fd), json.dumps(config)]
         self.pid = os.fork()
@@ -138,7 +139,8 @@ def main() -> NoReturn:
     sys.prefix, sys.exec_prefix = config["prefix"], config["exec_prefix"]
     here = os.path.dirname(os.path.abspath(__file__))
     if here != config["package"]:
-        _refuse(sock, f"the forker imported sandbox_worker from {here}, the zygote from {config['package']}")
+        _refuse(sock, f"the forker imported acecoder_reward.sandbox_worker from {here}, the zygote from "
+                      f"{config['package']}")
     isolation.RUN_NAMESPACES = config["namespaces"]
     for name in config["preload"]:
         try:

@@ -16,7 +16,7 @@ import warnings
 from collections import OrderedDict
 from typing import Any
 
-from sandbox_worker import runner
+from acecoder_reward.sandbox_worker import runner
 
 MAX_SOURCE_CHARS = 2000
 MAX_CODE_BYTES = 8192  # marshalled; HumanEval's holes are 200-500 bytes

@@ -14,7 +14,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from sandbox_worker.plain_data import Opaque
+from acecoder_reward.sandbox_worker.plain_data import Opaque
 
 COMPARE_MODES = ("tokens", "lines", "exact")
 FLOAT_TOLERANCE = 1e-6

@@ -17,9 +17,9 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
-from sandbox_worker import judge
-from sandbox_worker.executor import ItemResult, Limits
-from sandbox_worker.queue_keys import DATA_FIELD, GROUP, QueueKeys
+from acecoder_reward.sandbox_worker import judge
+from acecoder_reward.sandbox_worker.executor import ItemResult, Limits
+from acecoder_reward.sandbox_worker.queue_keys import DATA_FIELD, GROUP, QueueKeys
 
 # redis-py annotates stream fields as an invariant dict of a union; ours are str -> bytes.
 StreamFields = dict[Any, Any]

@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sandbox_worker import assertions, io_tests
-from sandbox_worker.plain_data import decode
+from acecoder_reward.sandbox_worker import assertions, io_tests
+from acecoder_reward.sandbox_worker.plain_data import decode
 
 PASS, FAIL, ERROR, TIMEOUT, NOT_RUN = "pass", "fail", "error", "timeout", "not_run"
 

@@ -17,8 +17,8 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from sandbox_worker.forker import DEFAULT_PRELOAD
-from sandbox_worker.isolation import IsolationUnavailable
+from acecoder_reward.sandbox_worker.forker import DEFAULT_PRELOAD
+from acecoder_reward.sandbox_worker.isolation import IsolationUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ async def _start_zygote(config: PoolConfig, slot: int) -> _Zygote:
                      "warm_up": config.warm_up, "preload": list(config.preload),
                      "cgroup_name": f"acecoder-{os.getpid()}-{slot}"}
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-I", "-m", "sandbox_worker.zygote", json.dumps(zygote_config),
+        sys.executable, "-I", "-m", "acecoder_reward.sandbox_worker.zygote", json.dumps(zygote_config),
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, cwd="/", env=ZYGOTE_ENV,
         limit=1 << 26, start_new_session=True)
     assert proc.stdout is not None

@@ -8,7 +8,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from sandbox_worker.queue_keys import GROUP, HANDED_BACK, QueueKeys
+from acecoder_reward.sandbox_worker.queue_keys import GROUP, HANDED_BACK, QueueKeys
 
 PENDING_SCAN = 100  # pending entries inspected per pass
 MIN_IDLE_MS = 200  # an entry claimed less than this long ago is left alone (its claimer may be starting)

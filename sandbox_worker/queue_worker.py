@@ -34,10 +34,18 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from sandbox_worker import judge, log_context, queue_reclaim
-from sandbox_worker.executor import ItemResult, Limits, TestExecutor
-from sandbox_worker.job_queue import Job, RedisClock, StreamFields, connect, describe_url, encode_result, ensure_group
-from sandbox_worker.queue_keys import DATA_FIELD, GROUP, HANDED_BACK, QueueKeys
+from acecoder_reward.sandbox_worker import judge, log_context, queue_reclaim
+from acecoder_reward.sandbox_worker.executor import ItemResult, Limits, TestExecutor
+from acecoder_reward.sandbox_worker.job_queue import (
+    Job,
+    RedisClock,
+    StreamFields,
+    connect,
+    describe_url,
+    encode_result,
+    ensure_group,
+)
+from acecoder_reward.sandbox_worker.queue_keys import DATA_FIELD, GROUP, HANDED_BACK, QueueKeys
 
 log = logging.getLogger(__name__)
 REDIS_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)

@@ -21,9 +21,9 @@ import sys
 import types
 from typing import Any, NoReturn
 
-from sandbox_worker import io_runner
-from sandbox_worker.extract import extract_code, looks_like_plain_code
-from sandbox_worker.plain_data import EncodeError, dumps, encode
+from acecoder_reward.sandbox_worker import io_runner
+from acecoder_reward.sandbox_worker.extract import extract_code, looks_like_plain_code
+from acecoder_reward.sandbox_worker.plain_data import EncodeError, dumps, encode
 
 RESULT_FD = 3
 CANDIDATE_MODULE = "__candidate__"

@@ -18,10 +18,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sandbox_worker import cgroups, isolation
-from sandbox_worker.forker import DEFAULT_PRELOAD, Forker
-from sandbox_worker.hole_cache import HoleCache
-from sandbox_worker.watch import RunEnd, TestState, Watcher
+from acecoder_reward.sandbox_worker import cgroups, isolation
+from acecoder_reward.sandbox_worker.forker import DEFAULT_PRELOAD, Forker
+from acecoder_reward.sandbox_worker.hole_cache import HoleCache
+from acecoder_reward.sandbox_worker.watch import RunEnd, TestState, Watcher
 
 ZYGOTE_ALLOWANCE_MB = 64  # the zygote shares its slot's memory cgroup
 ZYGOTE_PROCESSES = 3  # the zygote, its forker and the spare run share the slot's pids cgroup

@@ -17,9 +17,9 @@ import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from sandbox_worker import trusted_scope, unittest_checks
-from sandbox_worker.plain_data import Opaque, check_hashing
-from sandbox_worker.trusted_scope import Scope, TestCaseInstance, TestCaseMarker, TrustedModule
+from acecoder_reward.sandbox_worker import trusted_scope, unittest_checks
+from acecoder_reward.sandbox_worker.plain_data import Opaque, check_hashing
+from acecoder_reward.sandbox_worker.trusted_scope import Scope, TestCaseInstance, TestCaseMarker, TrustedModule
 
 MAX_SEQUENCE = 10_000_000
 # Work per test: evaluated nodes, comprehension iterations, and the elements a builtin or method walks in C

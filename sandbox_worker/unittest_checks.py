@@ -21,7 +21,7 @@ from typing import Any
 
 import regex
 
-from sandbox_worker.plain_data import check_hashing
+from acecoder_reward.sandbox_worker.plain_data import check_hashing
 
 MAX_PAIRWISE = 10_000_000  # assertCountEqual over unhashable elements compares pairs; past this, an error
 REGEX_TIMEOUT_S = 0.5  # a test's pattern over a candidate's text must not stall the judge

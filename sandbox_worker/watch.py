@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from sandbox_worker import plain_data
+from acecoder_reward.sandbox_worker import plain_data
 
 READ_CHUNK = 1 << 16
 PUMP_CHUNKS = 64  # one read of a pipe moves at most 4 MiB before the loop looks at the deadlines again

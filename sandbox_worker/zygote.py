@@ -23,8 +23,8 @@ import struct
 import sys
 import traceback
 
-from sandbox_worker import cgroups, isolation, supervise
-from sandbox_worker.forker import DEFAULT_PRELOAD
+from acecoder_reward.sandbox_worker import cgroups, isolation, supervise
+from acecoder_reward.sandbox_worker.forker import DEFAULT_PRELOAD
 
 RUN_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": isolation.SCRATCH_DIR}
 

@@ -17,19 +17,19 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from service import protocol
-from service.auth import BearerAuthMiddleware
-from service.best_of_n import BestOfN
-from service.body_limit import BodyLimitMiddleware
-from service.errors import ClientDisconnected, ServiceError, Unavailable
-from service.executors import embedded_executor, queued_executor
-from service.metrics import Metrics
-from service.model_reward import model_rewarder
-from service.openrlhf import OpenRLHFAdapter, load_dataset
-from service.request_ids import RequestIdMiddleware
-from service.request_metrics import RequestMetricsMiddleware
-from service.rewards import Executor, RewardService
-from service.settings import Settings
+from acecoder_reward.service import protocol
+from acecoder_reward.service.auth import BearerAuthMiddleware
+from acecoder_reward.service.best_of_n import BestOfN
+from acecoder_reward.service.body_limit import BodyLimitMiddleware
+from acecoder_reward.service.errors import ClientDisconnected, ServiceError, Unavailable
+from acecoder_reward.service.executors import embedded_executor, queued_executor
+from acecoder_reward.service.metrics import Metrics
+from acecoder_reward.service.model_reward import model_rewarder
+from acecoder_reward.service.openrlhf import OpenRLHFAdapter, load_dataset
+from acecoder_reward.service.request_ids import RequestIdMiddleware
+from acecoder_reward.service.request_metrics import RequestMetricsMiddleware
+from acecoder_reward.service.rewards import Executor, RewardService
+from acecoder_reward.service.settings import Settings
 
 log = logging.getLogger(__name__)
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {

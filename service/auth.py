@@ -12,7 +12,7 @@ import hmac
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from service.errors import Unauthorized, send_error
+from acecoder_reward.service.errors import Unauthorized, send_error
 
 Scope = dict[str, Any]
 Message = dict[str, Any]

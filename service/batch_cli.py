@@ -26,10 +26,10 @@ from typing import Any, TextIO
 import httpx
 from tqdm import tqdm
 
-from service import datasets, protocol
-from service.best_of_n import BestOfN, rank
-from service.errors import ServiceError
-from service.settings import Settings
+from acecoder_reward.service import datasets, protocol
+from acecoder_reward.service.best_of_n import BestOfN, rank
+from acecoder_reward.service.errors import ServiceError
+from acecoder_reward.service.settings import Settings
 
 Caller = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
 MAX_REQUEST_BYTES = 32 * 1024 * 1024  # half the server's default ACECODER_MAX_BODY_BYTES: LiveCodeBench items are big
@@ -65,10 +65,10 @@ async def remote(url: str, token: str | None, retries: int = 8) -> AsyncIterator
 @asynccontextmanager
 async def in_process(settings: Settings) -> AsyncIterator[Caller]:
     """The gateway's reward path without HTTP: embedded sandbox pool, and the reward model if configured."""
-    from service.executors import embedded_executor
-    from service.metrics import Metrics
-    from service.model_reward import model_rewarder
-    from service.rewards import RewardService
+    from acecoder_reward.service.executors import embedded_executor
+    from acecoder_reward.service.metrics import Metrics
+    from acecoder_reward.service.model_reward import model_rewarder
+    from acecoder_reward.service.rewards import RewardService
 
     metrics = Metrics()
     async with embedded_executor(settings) as executor, model_rewarder(settings, metrics) as model:

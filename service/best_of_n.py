@@ -7,9 +7,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal
 
-from service import protocol
-from service.errors import InvalidRequest
-from service.rewards import RewardService
+from acecoder_reward.service import protocol
+from acecoder_reward.service.errors import InvalidRequest
+from acecoder_reward.service.rewards import RewardService
 
 RankBy = Literal["model", "tests", "tests_then_model"]
 Reward = Literal["tests", "model", "combined"]

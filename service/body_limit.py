@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from service.errors import PayloadTooLarge, send_error
+from acecoder_reward.service.errors import PayloadTooLarge, send_error
 
 Scope = dict[str, Any]
 Message = dict[str, Any]

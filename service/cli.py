@@ -6,9 +6,9 @@ import argparse
 import logging
 from pathlib import Path
 
-from service.datasets import FORMATS
-from service.logs import configure_logging
-from service.settings import Settings
+from acecoder_reward.service.datasets import FORMATS
+from acecoder_reward.service.logs import configure_logging
+from acecoder_reward.service.settings import Settings
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "serve":
         _serve(settings, args.host or settings.host, args.port or settings.port)
     elif args.command == "worker":
-        from service.worker import run_worker
+        from acecoder_reward.service.worker import run_worker
 
         if args.concurrency is not None and args.concurrency < 1:
             parser.error("--concurrency must be at least 1")
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command in ("score", "best-of-n"):
         _batch(args, settings)
     else:
-        from service.worker import check_health
+        from acecoder_reward.service.worker import check_health
 
         raise SystemExit(check_health(settings, args.name))
 
@@ -77,7 +77,7 @@ def _common(command: argparse.ArgumentParser) -> None:
 def _batch(args: argparse.Namespace, settings: Settings) -> None:
     import os
 
-    from service import batch_cli
+    from acecoder_reward.service import batch_cli
 
     logging.getLogger().setLevel(max(logging.WARNING, logging.getLogger().level))  # the progress bar speaks
     token = args.token or os.environ.get("ACECODER_REWARD_TOKEN")
@@ -94,7 +94,7 @@ def _batch(args: argparse.Namespace, settings: Settings) -> None:
 def _serve(settings: Settings, host: str, port: int) -> None:
     import uvicorn
 
-    from service.app import create_app
+    from acecoder_reward.service.app import create_app
 
     # log_config=None: uvicorn's records go through our handler (text or JSON, with request ids); the access
     # log is ours too (service/request_ids.py).

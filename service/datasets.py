@@ -33,7 +33,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from sandbox_worker import io_tests
+from acecoder_reward.sandbox_worker import io_tests
 
 FORMATS = ("auto", "items", "acecode", "apps", "taco", "codecontests", "livecodebench", "humaneval", "mbpp")
 ID_FIELDS = ("id", "task_id", "problem_id", "question_id", "name")

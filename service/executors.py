@@ -6,11 +6,11 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from sandbox_worker.executor import Limits, TestExecutor
-from sandbox_worker.pool import PoolConfig, SandboxPool
-from service.metrics import Metrics
-from service.queued_executor import QueueConfig, QueuedExecutor
-from service.settings import Settings
+from acecoder_reward.sandbox_worker.executor import Limits, TestExecutor
+from acecoder_reward.sandbox_worker.pool import PoolConfig, SandboxPool
+from acecoder_reward.service.metrics import Metrics
+from acecoder_reward.service.queued_executor import QueueConfig, QueuedExecutor
+from acecoder_reward.service.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import logging
 
-from sandbox_worker.log_context import request_id
-from service.settings import Settings
+from acecoder_reward.sandbox_worker.log_context import request_id
+from acecoder_reward.service.settings import Settings
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"
 

@@ -15,12 +15,12 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from models.prompt import PromptEncoder, PromptTooLong
-from service.errors import InvalidRequest
-from service.metrics import Metrics
-from service.rm_backends import InProcessBackend, ScoreBackend, VllmBackend
-from service.rm_batcher import BatchLimits, MicroBatcher
-from service.settings import Settings
+from acecoder_reward.models.prompt import PromptEncoder, PromptTooLong
+from acecoder_reward.service.errors import InvalidRequest
+from acecoder_reward.service.metrics import Metrics
+from acecoder_reward.service.rm_backends import InProcessBackend, ScoreBackend, VllmBackend
+from acecoder_reward.service.rm_batcher import BatchLimits, MicroBatcher
+from acecoder_reward.service.settings import Settings
 
 log = logging.getLogger(__name__)
 ENCODE_INLINE_MAX = 8  # more inputs than this are tokenized off the event loop
@@ -105,8 +105,8 @@ async def _backend(settings: Settings, metrics: Metrics, tokenizer: Any) -> Scor
         return VllmBackend(settings.vllm_urls(), settings.vllm_served_model or settings.rm_model,
                            timeout_s=settings.rm_upstream_timeout_s, retries=settings.rm_upstream_retries,
                            metrics=metrics)
-    from models.checkpoint import inspect
-    from models.hf_backend import BatchPlan, HfScorer
+    from acecoder_reward.models.checkpoint import inspect
+    from acecoder_reward.models.hf_backend import BatchPlan, HfScorer
 
     checkpoint = await asyncio.to_thread(inspect, settings.rm_model)
     plan = BatchPlan(max_batch_tokens=settings.rm_max_batch_tokens, max_batch_rows=settings.rm_max_batch_items)

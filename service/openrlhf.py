@@ -16,11 +16,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from service import datasets, protocol
-from service.datasets import DatasetError, Problem
-from service.errors import InvalidRequest
-from service.rewards import RewardService
-from service.settings import Settings
+from acecoder_reward.service import datasets, protocol
+from acecoder_reward.service.datasets import DatasetError, Problem
+from acecoder_reward.service.errors import InvalidRequest
+from acecoder_reward.service.rewards import RewardService
+from acecoder_reward.service.settings import Settings
 
 log = logging.getLogger(__name__)
 ASSISTANT_MARKER = "<|im_start|>assistant\n"

@@ -25,12 +25,20 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from sandbox_worker import log_context
-from sandbox_worker.executor import ItemResult, Limits
-from sandbox_worker.job_queue import Job, QueuedResult, RedisClock, connect, decode_result, describe_url, ensure_group
-from sandbox_worker.queue_keys import DATA_FIELD, GROUP, QueueKeys
-from service.errors import DeadlineExceeded, Overloaded, Unavailable
-from service.metrics import Metrics
+from acecoder_reward.sandbox_worker import log_context
+from acecoder_reward.sandbox_worker.executor import ItemResult, Limits
+from acecoder_reward.sandbox_worker.job_queue import (
+    Job,
+    QueuedResult,
+    RedisClock,
+    connect,
+    decode_result,
+    describe_url,
+    ensure_group,
+)
+from acecoder_reward.sandbox_worker.queue_keys import DATA_FIELD, GROUP, QueueKeys
+from acecoder_reward.service.errors import DeadlineExceeded, Overloaded, Unavailable
+from acecoder_reward.service.metrics import Metrics
 
 log = logging.getLogger(__name__)
 REDIS_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)

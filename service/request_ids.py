@@ -11,7 +11,7 @@ import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from sandbox_worker.log_context import request_id
+from acecoder_reward.sandbox_worker.log_context import request_id
 
 HEADER = b"x-request-id"
 SANE = re.compile(rb"[A-Za-z0-9._:-]{1,128}")

@@ -6,7 +6,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from service.metrics import Metrics
+from acecoder_reward.service.metrics import Metrics
 
 Scope = dict[str, Any]
 Message = dict[str, Any]

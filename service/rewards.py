@@ -7,15 +7,15 @@ from collections import Counter
 from collections.abc import Awaitable, Sequence
 from typing import Any, Protocol
 
-from sandbox_worker import io_tests
-from sandbox_worker.executor import ItemResult, Limits
-from sandbox_worker.extract import called_names, extract_code
-from sandbox_worker.judge import PASS, TestsResult
-from service import protocol
-from service.errors import InvalidRequest, Overloaded
-from service.metrics import Metrics
-from service.model_reward import ModelInput, ModelRewarder
-from service.settings import Settings
+from acecoder_reward.sandbox_worker import io_tests
+from acecoder_reward.sandbox_worker.executor import ItemResult, Limits
+from acecoder_reward.sandbox_worker.extract import called_names, extract_code
+from acecoder_reward.sandbox_worker.judge import PASS, TestsResult
+from acecoder_reward.service import protocol
+from acecoder_reward.service.errors import InvalidRequest, Overloaded
+from acecoder_reward.service.metrics import Metrics
+from acecoder_reward.service.model_reward import ModelInput, ModelRewarder
+from acecoder_reward.service.settings import Settings
 
 
 class Executor(Protocol):

@@ -23,8 +23,8 @@ from typing import Any, Protocol
 import httpx
 import orjson
 
-from service.errors import BadGateway, DeadlineExceeded, ServiceError, Unavailable
-from service.metrics import Metrics
+from acecoder_reward.service.errors import BadGateway, DeadlineExceeded, ServiceError, Unavailable
+from acecoder_reward.service.metrics import Metrics
 
 log = logging.getLogger(__name__)
 JSON_HEADERS = {"content-type": "application/json"}

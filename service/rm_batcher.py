@@ -19,9 +19,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from service.errors import Overloaded
-from service.metrics import Metrics
-from service.rm_backends import ScoreBackend
+from acecoder_reward.service.errors import Overloaded
+from acecoder_reward.service.metrics import Metrics
+from acecoder_reward.service.rm_backends import ScoreBackend
 
 
 @dataclass(frozen=True)

@@ -12,10 +12,10 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from sandbox_worker.forker import DEFAULT_PRELOAD
+from acecoder_reward.sandbox_worker.forker import DEFAULT_PRELOAD
 
 _MODULE_NAME = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
-_NEVER_PRELOAD = frozenset({"antigravity", "this", "idlelib", "turtledemo", "sandbox_worker", "service"})
+_NEVER_PRELOAD = frozenset({"antigravity", "this", "idlelib", "turtledemo", "acecoder_reward"})
 
 MiB = 1024 * 1024
 
@@ -188,6 +188,6 @@ class Settings(BaseSettings):
         return self
 
     def resolved_pool_size(self) -> int:
-        from sandbox_worker.pool import default_pool_size
+        from acecoder_reward.sandbox_worker.pool import default_pool_size
 
         return self.pool_size or default_pool_size()

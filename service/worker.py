@@ -12,11 +12,11 @@ import orjson
 import redis
 import uvloop
 
-from sandbox_worker.job_queue import describe_url
-from sandbox_worker.queue_keys import QueueKeys
-from sandbox_worker.queue_worker import QueueWorker, WorkerConfig, default_worker_name
-from service.executors import embedded_executor, limit_caps
-from service.settings import Settings
+from acecoder_reward.sandbox_worker.job_queue import describe_url
+from acecoder_reward.sandbox_worker.queue_keys import QueueKeys
+from acecoder_reward.sandbox_worker.queue_worker import QueueWorker, WorkerConfig, default_worker_name
+from acecoder_reward.service.executors import embedded_executor, limit_caps
+from acecoder_reward.service.settings import Settings
 
 log = logging.getLogger(__name__)
 

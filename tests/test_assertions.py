@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 # Imported as a module: pytest would try to collect the `Test*` names (TestPlan, TestExpressionError).
-from sandbox_worker import assertions, trusted_scope
-from sandbox_worker.plain_data import decode, encode
+from acecoder_reward.sandbox_worker import assertions, trusted_scope
+from acecoder_reward.sandbox_worker.plain_data import decode, encode
 
 HoleFailed = assertions.HoleFailed
 ExprError = assertions.TestExpressionError

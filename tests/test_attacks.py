@@ -133,7 +133,7 @@ ATTACKS: dict[str, tuple[str, list[str], list[str], str]] = {
         "            o['encode'] = lambda v: {'i': '5'}\n    return 0\n", ["assert f(1) == 5", "assert f(2) == 6"],
         ["fail", "fail"], "ok"),
     "tampering with the harness through sys.modules": (  # can forge reports, never a hidden expected value
-        "import sys\nrunner = sys.modules['sandbox_worker.runner']\nreal = runner.send\n"
+        "import sys\nrunner = sys.modules['acecoder_reward.sandbox_worker.runner']\nreal = runner.send\n"
         "def fake(frame, flush=True):\n    if frame.get('ev') == 'hole':\n        frame = {'ev': 'hole', 'i': frame['i'], 'j': 0, 'v': {'i': '7'}}\n"
         "    real(frame, flush)\nrunner.send = fake\ndef f(x):\n    return 0\n",
         ["assert f(1) == 5", "assert f(2) == 6"], ["fail", "fail"], "ok"),
@@ -473,7 +473,7 @@ def test_a_dead_zygote_is_replaced_and_no_request_fails(gateway: Gateway, client
     """Zygotes never die from a candidate, but if one is killed from outside, the pool replaces it."""
     assert gateway.proc is not None
     children = Path(f"/proc/{gateway.proc.pid}/task/{gateway.proc.pid}/children").read_text().split()
-    zygotes = [int(pid) for pid in children if "sandbox_worker.zygote" in Path(f"/proc/{pid}/cmdline").read_text()]
+    zygotes = [int(pid) for pid in children if "acecoder_reward.sandbox_worker.zygote" in Path(f"/proc/{pid}/cmdline").read_text()]
     assert len(zygotes) == _slots(client)
     os.kill(zygotes[0], signal.SIGKILL)
     deadline = time.monotonic() + 10

@@ -13,8 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from acecoder_reward.service.best_of_n import rank
 from loadtest.humaneval_data import Problem
-from service.best_of_n import rank
 from tests.conftest import REPO, Gateway
 
 EXAMPLES = REPO / "examples"
@@ -78,7 +78,7 @@ def _subset(name: str, rows: int, tmp_path: Path) -> Path:
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "service.cli", *args], cwd=REPO, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "acecoder_reward.service.cli", *args], cwd=REPO, capture_output=True, text=True,
                           timeout=300, check=False, env={"PATH": "/usr/bin:/bin", "HOME": "/tmp"})
 
 

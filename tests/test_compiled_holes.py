@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import httpx
 
-from sandbox_worker import hole_cache
-from sandbox_worker.hole_cache import HoleCache
+from acecoder_reward.sandbox_worker import hole_cache
+from acecoder_reward.sandbox_worker.hole_cache import HoleCache
 from tests.conftest import score
 
 LATER = float("inf")  # no deadline

@@ -27,10 +27,10 @@ from acecoder_reward_client import trl as trl_rewards
 from acecoder_reward_client import verl as verl_rewards
 from acecoder_reward_client._shared import read_tests
 
-from service import datasets, protocol
-from service.datasets import DatasetError, Problem
-from service.openrlhf import OpenRLHFAdapter, label_problem, load_dataset
-from service.settings import Settings
+from acecoder_reward.service import datasets, protocol
+from acecoder_reward.service.datasets import DatasetError, Problem
+from acecoder_reward.service.openrlhf import OpenRLHFAdapter, label_problem, load_dataset
+from acecoder_reward.service.settings import Settings
 from tests.conftest import REPO, Gateway
 
 DOUBLE = "n = int(input())\nprint(n * 2)\n"
@@ -190,7 +190,7 @@ def test_private_tests_that_are_neither_json_nor_packed_are_named() -> None:
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "service.cli", *args], cwd=REPO, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "acecoder_reward.service.cli", *args], cwd=REPO, capture_output=True, text=True,
                           timeout=300, check=False, env={"PATH": "/usr/bin:/bin", "HOME": "/tmp"})
 
 

@@ -20,9 +20,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from acecoder_reward.sandbox_worker.queue_keys import QueueKeys
+from acecoder_reward.service.metrics import Metrics
 from loadtest.queue_processes import RedisServer
-from sandbox_worker.queue_keys import QueueKeys
-from service.metrics import Metrics
 from tests.conftest import REPO, free_port
 
 K8S = REPO / "deploy" / "kubernetes"
@@ -184,7 +184,7 @@ def test_vllm_image_adds_the_plugin_to_the_official_server() -> None:
         workdir = c.value[0] if c.cmd == "WORKDIR" else workdir
         if c.cmd == "RUN":
             steps += [("install", workdir)] if "pip install --no-cache-dir --no-deps ." in c.value[0] else []
-            steps += [("check", workdir)] if "import models.vllm_plugin" in c.value[0] else []
+            steps += [("check", workdir)] if "import acecoder_reward.models.vllm_plugin" in c.value[0] else []
     # The plugin installs, then its import check runs from /, away from the copied sources (so it imports the
     # installed package).
     assert [s for s, _ in steps] == ["install", "check"] and steps[1][1] == "/"

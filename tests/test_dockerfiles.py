@@ -189,7 +189,7 @@ def test_the_gateway_image_installs_pyprojects_dependencies(tmp_path: Path) -> N
     copies = [c for c in build if c.cmd == "COPY"]
     before = [src for c in copies if c.start_line < deps.start_line for src in c.value[:-1]]
     assert before == ["pyproject.toml"], "only pyproject.toml may come before the dependency layer"
-    assert {"service", "sandbox_worker", "models", "loadtest"} <= {
+    assert {"service", "sandbox_worker", "models", "src"} <= {
         src for c in copies if c.start_line > deps.start_line for src in c.value[:-1]}
     generate = deps.value[0].split(" && ")
     generate = [part for part in generate if "requirements.txt" in part and "pip install" not in part]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from sandbox_worker import extract
+from acecoder_reward.sandbox_worker import extract
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -127,7 +127,7 @@ def test_hostile_prose_returns_quickly() -> None:
 
 _CHILD = """
 import os, signal, sys, time
-from sandbox_worker.extract import extract_code
+from acecoder_reward.sandbox_worker.extract import extract_code
 text = sys.stdin.read()
 signal.signal(signal.SIGALRM, lambda *args: os._exit(3))
 signal.setitimer(signal.ITIMER_REAL, float(sys.argv[1]))

@@ -15,13 +15,13 @@ import idna
 import pytest
 from pydantic import ValidationError
 
-from sandbox_worker import executor as executor_module
-from sandbox_worker import isolation, plain_data
-from sandbox_worker.executor import Limits
-from sandbox_worker.forker import DEFAULT_PRELOAD
-from sandbox_worker.isolation import IsolationUnavailable
-from sandbox_worker.pool import PoolConfig, SandboxPool
-from service.settings import Settings
+from acecoder_reward.sandbox_worker import executor as executor_module
+from acecoder_reward.sandbox_worker import isolation, plain_data
+from acecoder_reward.sandbox_worker.executor import Limits
+from acecoder_reward.sandbox_worker.forker import DEFAULT_PRELOAD
+from acecoder_reward.sandbox_worker.isolation import IsolationUnavailable
+from acecoder_reward.sandbox_worker.pool import PoolConfig, SandboxPool
+from acecoder_reward.service.settings import Settings
 from tests.conftest import score
 
 UID_BASE = 206000  # apart from the session gateway's slots: no shared per-uid process limits
@@ -34,8 +34,8 @@ MODULES_SEEN = ("import sys\n"
 def test_runs_hold_the_preloads_and_none_of_the_zygote_s_modules(client: httpx.Client) -> None:
     preloaded = list(DEFAULT_PRELOAD)
     # The zygote's own modules and what they import, and stdlib modules no preload pulls in.
-    absent = ["sandbox_worker.supervise", "sandbox_worker.watch", "sandbox_worker.hole_cache",
-              "sandbox_worker.cgroups", "sandbox_worker.zygote", "dataclasses", "inspect", "hashlib", "datetime",
+    absent = ["acecoder_reward.sandbox_worker.supervise", "acecoder_reward.sandbox_worker.watch", "acecoder_reward.sandbox_worker.hole_cache",
+              "acecoder_reward.sandbox_worker.cgroups", "acecoder_reward.sandbox_worker.zygote", "dataclasses", "inspect", "hashlib", "datetime",
               "ast", "socket", "base64", "traceback"]
     result = score(client, MODULES_SEEN, [f"assert seen({preloaded!r}) == {[True] * len(preloaded)!r}",
                                           f"assert seen({absent!r}) == {[False] * len(absent)!r}"])
@@ -117,7 +117,7 @@ def test_candidate_code_is_compiled_with_its_own_future_flags(client: httpx.Clie
 
 
 def test_preload_names_are_plain_module_names() -> None:
-    for bad in (["json."], [""], ["unittest.__main__"], ["antigravity"], ["a-b"], ["sandbox_worker.zygote"]):
+    for bad in (["json."], [""], ["unittest.__main__"], ["antigravity"], ["a-b"], ["acecoder_reward.sandbox_worker.zygote"]):
         with pytest.raises(ValidationError, match="ACECODER_SANDBOX_PRELOAD must list importable module names"):
             Settings(sandbox_preload=bad, sandbox_allowed_modules=["sandbox_worker"])
 

@@ -9,8 +9,8 @@ import schemathesis
 from hypothesis import seed, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from service.app import create_app
-from service.settings import Settings
+from acecoder_reward.service.app import create_app
+from acecoder_reward.service.settings import Settings
 from tests.conftest import Gateway
 
 

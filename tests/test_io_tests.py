@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from sandbox_worker import io_tests
+from acecoder_reward.sandbox_worker import io_tests
 
 FAST = {"test_timeout_s": 1.0, "program_timeout_s": 6.0}
 

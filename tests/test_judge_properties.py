@@ -17,8 +17,8 @@ from typing import Any
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
-from sandbox_worker import assertions
-from sandbox_worker.plain_data import decode, dumps, encode
+from acecoder_reward.sandbox_worker import assertions
+from acecoder_reward.sandbox_worker.plain_data import decode, dumps, encode
 
 # Fixed, so a failure reproduces from the CI log; PROPERTY_SEED / PROPERTY_EXAMPLES explore further by hand.
 SEED = int(os.environ.get("PROPERTY_SEED", "20261206"))

@@ -43,7 +43,7 @@ def test_json_logs_follow_a_request_from_gateway_to_worker(tmp_path: Path) -> No
     env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "ACECODER_REDIS_URL": redis.url,
            "ACECODER_PORT": str(port), "ACECODER_LOG_FORMAT": "json", "ACECODER_LOG_LEVEL": "debug"}
     logs = {name: tmp_path / f"{name}.log" for name in ("gateway", "worker")}
-    procs = {name: subprocess.Popen([sys.executable, "-m", "service.cli", "serve" if name == "gateway" else "worker"],
+    procs = {name: subprocess.Popen([sys.executable, "-m", "acecoder_reward.service.cli", "serve" if name == "gateway" else "worker"],
                                     env=env, stdout=logs[name].open("wb"), stderr=subprocess.STDOUT)
              for name in logs}
     try:

@@ -11,8 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
+from acecoder_reward.service.openrlhf import question_of, split_query
 from loadtest.humaneval_data import Problem
-from service.openrlhf import question_of, split_query
 from tests.conftest import Gateway
 
 SYSTEM = "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"

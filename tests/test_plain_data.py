@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from sandbox_worker.plain_data import MAX_DEPTH, MAX_NODES, EncodeError, Opaque, decode, dumps, encode
+from acecoder_reward.sandbox_worker.plain_data import MAX_DEPTH, MAX_NODES, EncodeError, Opaque, decode, dumps, encode
 
 
 def _round_trip(value: Any) -> Any:

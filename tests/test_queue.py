@@ -20,11 +20,11 @@ import httpx
 import pytest
 import redis
 
+from acecoder_reward.sandbox_worker import queue_worker
+from acecoder_reward.sandbox_worker.job_queue import Job
 from loadtest.gateway_process import REPO, Gateway
 from loadtest.humaneval_data import load_problems
 from loadtest.queue_processes import SLOW_LIMITS, QueueStack, RedisServer, sleeper
-from sandbox_worker import queue_worker
-from sandbox_worker.job_queue import Job
 from tests.conftest import metrics
 
 
@@ -133,7 +133,7 @@ def leaked():
 def test_worker_health_probe(stack: QueueStack) -> None:
     env = {"ACECODER_REDIS_URL": stack.redis_url, "ACECODER_QUEUE_PREFIX": stack.prefix, "PATH": "/usr/bin:/bin"}
     name = next(iter(stack.workers))
-    probe = [sys.executable, "-m", "service.cli", "worker-health"]
+    probe = [sys.executable, "-m", "acecoder_reward.service.cli", "worker-health"]
     alive = subprocess.run([*probe, "--name", name], cwd=REPO, env=env, capture_output=True, text=True)
     assert alive.returncode == 0, alive.stderr
     assert f'"name":"{name}"' in alive.stdout

@@ -12,8 +12,8 @@ import httpx
 import pytest
 import redis
 
+from acecoder_reward.sandbox_worker.queue_keys import QueueKeys
 from loadtest.queue_processes import SLOW_LIMITS, QueueStack, RedisServer, sleeper
-from sandbox_worker.queue_keys import QueueKeys
 from tests.conftest import metrics, post_and_hold, wait_for
 
 JOBS = 4

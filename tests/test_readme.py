@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from service.settings import Settings
+from acecoder_reward.service.settings import Settings
 from tests.conftest import REPO, free_port, wait_for
 
 

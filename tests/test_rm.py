@@ -16,9 +16,9 @@ from typing import Any
 import httpx
 import pytest
 
+from acecoder_reward.models.checkpoint import CheckpointError, inspect
+from acecoder_reward.models.prompt import INSTRUCTION_PREFIX, RESPONSE_PREFIX, PromptEncoder, PromptTooLong
 from loadtest.vllm_process import VllmServer
-from models.checkpoint import CheckpointError, inspect
-from models.prompt import INSTRUCTION_PREFIX, RESPONSE_PREFIX, PromptEncoder, PromptTooLong
 from tests.conftest import REPO, Gateway, start_gateway, stop_gateway, wait_for
 
 QUESTION = "Write a function add(a, b) that returns the sum of a and b."
@@ -97,7 +97,7 @@ def test_scores_are_raw_and_distinct(direct: list[float]) -> None:
 
 def test_hf_backend_matches_direct_computation_single_and_batched(
         tiny_checkpoint: Path, mixed_ids: list[list[int]], direct: list[float]) -> None:
-    from models.hf_backend import BatchPlan, HfScorer
+    from acecoder_reward.models.hf_backend import BatchPlan, HfScorer
 
     scorer = HfScorer.load(inspect(str(tiny_checkpoint)), device="cpu")
     assert scorer.layout == "padded" and not scorer.fused  # the CPU defaults
@@ -112,7 +112,7 @@ def test_packed_layout_matches_direct_computation(tiny_checkpoint: Path, mixed_i
                                                   direct: list[float], budget: int) -> None:
     """Sequences laid end to end in one row (the GPU layout; per-sequence attention here on the CPU): each keeps
     its own positions and attention bounds, so the scores are those of each sequence alone."""
-    from models.hf_backend import BatchPlan, HfScorer
+    from acecoder_reward.models.hf_backend import BatchPlan, HfScorer
 
     scorer = HfScorer.load(inspect(str(tiny_checkpoint)), device="cpu", layout="packed",
                            plan=BatchPlan(max_batch_tokens=budget))
@@ -120,6 +120,15 @@ def test_packed_layout_matches_direct_computation(tiny_checkpoint: Path, mixed_i
     assert _close(scorer.score(mixed_ids), direct)
     assert _close(scorer.score(mixed_ids[::-1]), direct[::-1])
     assert _close([scorer.score([x])[0] for x in mixed_ids], direct)
+
+
+def test_vllm_started_beside_a_decoy_models_package_serves_acecoderm(vllm_server: VllmServer) -> None:
+    """vLLM imports the plugin by its installed name in every process; a `models/` folder in the directory it
+    starts from (the session server's, see conftest) does not shadow it."""
+    assert vllm_server.cwd is not None and (vllm_server.cwd / "models" / "vllm_plugin.py").exists()
+    assert "decoy" not in vllm_server.log_tail()
+    models = httpx.get(vllm_server.url + "/v1/models", timeout=10).json()
+    assert [m["id"] for m in models["data"]] == [vllm_server.served_model]
 
 
 def test_vllm_plugin_matches_direct_computation_single_and_batched(
@@ -136,7 +145,7 @@ def test_vllm_never_applies_an_activation(vllm_server: VllmServer, mixed_ids: li
 @pytest.mark.parametrize("architecture", ["Qwen2ForCausalRM", "AceCodeRM", "Qwen2ForCausalLM"])
 def test_loader_finds_the_head_by_tensor_names(tiny_checkpoint: Path, tmp_path: Path, architecture: str,
                                                mixed_ids: list[list[int]], direct: list[float]) -> None:
-    from models.hf_backend import HfScorer
+    from acecoder_reward.models.hf_backend import HfScorer
 
     copy = Path(shutil.copytree(tiny_checkpoint, tmp_path / "ckpt"))
     config = json.loads((copy / "config.json").read_text())
@@ -147,7 +156,7 @@ def test_loader_finds_the_head_by_tensor_names(tiny_checkpoint: Path, tmp_path: 
 
 
 def test_checkpoint_without_a_head_is_refused(tmp_path: Path) -> None:
-    from models.fixture import TinyShape, build_tiny_checkpoint
+    from acecoder_reward.models.fixture import TinyShape, build_tiny_checkpoint
 
     path = build_tiny_checkpoint(tmp_path / "lm", shape=TinyShape(vocab_size=300), with_head=False,
                                  architecture="Qwen2ForCausalLM")
@@ -160,7 +169,7 @@ def test_checkpoint_without_a_head_is_refused(tmp_path: Path) -> None:
 def test_plugin_registration_is_idempotent() -> None:
     from vllm import ModelRegistry
 
-    from models import vllm_plugin
+    from acecoder_reward.models import vllm_plugin
 
     vllm_plugin.register()
     vllm_plugin.register()
@@ -392,7 +401,7 @@ def test_vllm_down_gives_503_then_recovers(vllm_gateway: Gateway, vllm_server: V
 def test_batch_plan_respects_budget_rows_and_padding() -> None:
     import random
 
-    from models.hf_backend import BatchPlan, plan_batches
+    from acecoder_reward.models.hf_backend import BatchPlan, plan_batches
 
     lengths = [random.Random(n).randint(150, 1400) for n in range(300)] + [5000]
     plan = BatchPlan(max_batch_tokens=8192, max_batch_rows=16, max_pad_share=0.1)
@@ -415,8 +424,8 @@ def test_fused_kernels_fall_back_to_eager_when_compiling_fails(tiny_checkpoint: 
     script = f"""
 import logging
 logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s %(message)s")
-from models.checkpoint import inspect
-from models.hf_backend import HfScorer
+from acecoder_reward.models.checkpoint import inspect
+from acecoder_reward.models.hf_backend import HfScorer
 ck = inspect({str(tiny_checkpoint)!r})
 rows = [[5, 6, 7, 8, 9], [9, 10, 11], list(range(40, 140))]
 eager = HfScorer.load(ck, device="cpu").score(rows)
@@ -429,7 +438,7 @@ print("DIFF", max(abs(a - b) for scores in (first, second) for a, b in zip(eager
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env,
                             cwd=REPO, check=False)
     assert result.returncode == 0, result.stderr[-3000:]
-    warnings = [line for line in result.stderr.splitlines() if line.startswith("WARNING models.fused_ops")]
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("WARNING acecoder_reward.models.fused_ops")]
     assert sorted(w.split()[3] for w in warnings) == ["rms_norm", "rotary", "silu_mul"], result.stderr[-3000:]
     assert float(result.stdout.split("DIFF")[1]) < TOLERANCE
 
@@ -438,7 +447,7 @@ def test_packed_plan_respects_budget_and_rows() -> None:
     import itertools
     import random
 
-    from models.hf_backend import BatchPlan, plan_packed
+    from acecoder_reward.models.hf_backend import BatchPlan, plan_packed
 
     lengths = [random.Random(n).randint(150, 1400) for n in range(300)] + [9000]
     batches = plan_packed(lengths, BatchPlan(max_batch_tokens=8192, max_batch_rows=16))

@@ -10,10 +10,10 @@ from collections.abc import Iterator
 
 import pytest
 
+from acecoder_reward.service.errors import BadGateway, Unavailable
+from acecoder_reward.service.metrics import Metrics
+from acecoder_reward.service.rm_backends import VllmBackend
 from loadtest.vllm_process import VllmServer
-from service.errors import BadGateway, Unavailable
-from service.metrics import Metrics
-from service.rm_backends import VllmBackend
 
 pytestmark = pytest.mark.anyio
 

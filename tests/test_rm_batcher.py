@@ -9,9 +9,9 @@ from collections.abc import Sequence
 
 import pytest
 
-from service.errors import BadGateway, Overloaded
-from service.metrics import Metrics
-from service.rm_batcher import BatchLimits, MicroBatcher
+from acecoder_reward.service.errors import BadGateway, Overloaded
+from acecoder_reward.service.metrics import Metrics
+from acecoder_reward.service.rm_batcher import BatchLimits, MicroBatcher
 
 pytestmark = pytest.mark.anyio
 

@@ -30,7 +30,7 @@ def rootless(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]
     port = free_port()
     log = tmp_path_factory.mktemp("rootless") / "gateway.log"
     env = {"PATH": "/usr/bin:/bin", "ACECODER_PORT": str(port), "ACECODER_LOG_LEVEL": "info"}
-    proc = subprocess.Popen(["unshare", "--user", "--map-root-user", sys.executable, "-m", "service.cli", "serve"],
+    proc = subprocess.Popen(["unshare", "--user", "--map-root-user", sys.executable, "-m", "acecoder_reward.service.cli", "serve"],
                             cwd=REPO, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
     gateway = Gateway(f"http://127.0.0.1:{port}", proc, log)
     try:

@@ -25,7 +25,7 @@ def _serve(tmp_path: Path, extra_env: dict[str, str]) -> tuple[subprocess.Popen[
     port = free_port()
     log = tmp_path / f"serve-{port}.log"
     env = {"PATH": "/usr/bin:/bin", "ACECODER_PORT": str(port), **extra_env}
-    proc = subprocess.Popen([*NO_NAMESPACES, sys.executable, "-m", "service.cli", "serve"], cwd=REPO, env=env,
+    proc = subprocess.Popen([*NO_NAMESPACES, sys.executable, "-m", "acecoder_reward.service.cli", "serve"], cwd=REPO, env=env,
                             stdout=log.open("wb"), stderr=subprocess.STDOUT)
     return proc, log, port
 

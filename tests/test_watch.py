@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import struct
 
-from sandbox_worker.watch import TestState as State
-from sandbox_worker.watch import Watcher
+from acecoder_reward.sandbox_worker.watch import TestState as State
+from acecoder_reward.sandbox_worker.watch import Watcher
 
 LIMITS = {"test_timeout_s": 1.0, "program_timeout_s": 2.0, "max_output_bytes": 1 << 16, "max_result_bytes": 1 << 16}
 
@@ -85,8 +85,8 @@ def test_the_frames_that_fit_in_the_result_cap_count_before_it_is_exceeded() -> 
 
 
 def test_fixed_frames_read_without_a_parse_give_what_the_parse_gives() -> None:
-    from sandbox_worker import runner
-    from sandbox_worker.watch import _read_frame
+    from acecoder_reward.sandbox_worker import runner
+    from acecoder_reward.sandbox_worker.watch import _read_frame
 
     for payload in (runner.LOADED, runner.DONE, runner.START % 0, runner.START % 7, runner.END % 123456789):
         assert _read_frame(payload) == json.loads(payload)
