@@ -20,23 +20,30 @@ import types
 from typing import Any
 
 # Bound at import, before the candidate runs.
-_dup, _dup2, _close, _memfd, _lseek, _read, _write = os.dup, os.dup2, os.close, os.memfd_create, os.lseek, os.read, \
-    os.write
+_dup, _dup2, _close, _memfd, _lseek, _pread, _write, _ftruncate, _fstat = (
+    os.dup, os.dup2, os.close, os.memfd_create, os.lseek, os.pread, os.write, os.ftruncate, os.fstat)
 _ModuleType, _TextIOWrapper, _FileIO, _BufferedReader, _BufferedWriter = (
     types.ModuleType, io.TextIOWrapper, io.FileIO, io.BufferedReader, io.BufferedWriter)
-READ_CHUNK = 1 << 20
 
 
 class ScriptExit(Exception):
     """The script ended with a non-zero exit status."""
 
 
+_fds: list[int] = []  # the run's output pipe (saved from fd 1), the stdin memfd, the stdout memfd
+
+
 def run_stdio(code: Any, stdin: str, max_bytes: int) -> str:
     """Runs the compiled script on `stdin`; returns its stdout (decoded, invalid UTF-8 replaced)."""
-    saved_out = _above_stdio(_dup(1))
-    in_fd, out_fd = _above_stdio(_memfd("stdin")), _above_stdio(_memfd("stdout"))
+    if not _fds:  # once per run: the memfds are emptied and reused from test to test
+        _fds.extend((_above_stdio(_dup(1)), _above_stdio(_memfd("stdin")), _above_stdio(_memfd("stdout"))))
+    saved_out, in_fd, out_fd = _fds
     try:
+        _ftruncate(in_fd, 0)
+        _ftruncate(out_fd, 0)
+        _lseek(out_fd, 0, 0)
         data = stdin.encode("utf-8", "surrogatepass")
+        _lseek(in_fd, 0, 0)
         while data:
             data = data[_write(in_fd, data):]
         _lseek(in_fd, 0, 0)
@@ -61,8 +68,6 @@ def run_stdio(code: Any, stdin: str, max_bytes: int) -> str:
         return _read_all(out_fd, max_bytes).decode("utf-8", "replace")
     finally:
         _dup2(saved_out, 1)
-        for fd in (saved_out, in_fd, out_fd):
-            _close(fd)
 
 
 def _above_stdio(fd: int) -> int:
@@ -92,16 +97,17 @@ def _exec_main(code: Any) -> None:
 
 
 def _read_all(fd: int, max_bytes: int) -> bytes:
-    _lseek(fd, 0, 0)
-    chunks, size = [], 0
-    while size <= max_bytes:
-        chunk = _read(fd, READ_CHUNK)
+    """The memfd's whole content, in one read of exactly its size."""
+    size = _fstat(fd).st_size
+    if size > max_bytes:
+        raise ValueError(f"output over {max_bytes} bytes")
+    chunks, offset = [], 0
+    while offset < size:
+        chunk = _pread(fd, size - offset, offset)
         if not chunk:
             break
         chunks.append(chunk)
-        size += len(chunk)
-    if size > max_bytes:
-        raise ValueError(f"output over {max_bytes} bytes")
+        offset += len(chunk)
     return b"".join(chunks)
 
 
