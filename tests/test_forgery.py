@@ -14,6 +14,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from acecoder_reward.sandbox_worker import isolation
 from tests.conftest import Gateway, score, start_gateway, stop_gateway
 
 PI = 3.141592653589793
@@ -211,10 +212,16 @@ NUMPY_SHAPES = [
 
 
 def test_numpy_comparisons_are_judged_with_the_judges_numpy(numpy_gateway: Gateway) -> None:
+    import numpy
+
     program_numpy = "import numpy as np\n" + CORRECT.replace("return [area(1.0), area(2.0)]",
                                                              "return np.array([area(1.0), area(2.0)])")
+    # Where the virtualenv lives under /tmp (a CI clone), each run's scratch tmpfs covers it: runs cannot
+    # import numpy there (as the README says), though the judge still can.
+    importable = not numpy.__file__.startswith(isolation.SCRATCH_DIR + "/")
     with numpy_gateway.client() as client:
-        for program, verdict in ((CORRECT, "pass"), (program_numpy, "pass"), (AT_IMPORT, "fail"), (AT_CALL, "fail")):
+        for program, verdict in ((CORRECT, "pass"), (program_numpy, "pass" if importable else "error"),
+                                 (AT_IMPORT, "fail"), (AT_CALL, "fail")):
             result = _judge(client, program, NUMPY_SHAPES)
             assert result["judged_in_sandbox"] == []
             assert result["outcomes"] == [verdict] * len(NUMPY_SHAPES), list(zip(
