@@ -94,6 +94,29 @@ def test_humaneval_in_queue_mode_matches_local_mode(queue_client: httpx.Client, 
     assert queued.json()["rewards"][:164] == [1.0] * 164
 
 
+def test_new_test_kinds_in_queue_mode_match_local_mode(queue_client: httpx.Client, client: httpx.Client) -> None:
+    """Input/output tests, unittest shapes, the untrusted-tests policy and stop_on_first_failure cross the queue
+    (the worker plans and judges) and come back as the embedded pool answers them."""
+    double = {"inputs": ["3\n", "5\n", "-2\n"], "outputs": ["6\n", "10\n", "-4\n"]}
+    items = [
+        {"response": "print(int(input()) * 2)\n", "tests": double},
+        {"response": "n = int(input())\nprint(n * 2 if n != 5 else 0)\n", "tests": double, "stop_on_first_failure": True},
+        {"response": "def add(a, b):\n    return a + b\n", "tests": {"fn_name": "add", "inputs": [[1, 2]], "outputs": [[3]]}},
+        {"response": "def add(a, b):\n    return a + b\n",
+         "tests": ["import unittest\nunittest.TestCase().assertEqual(add(1, 2), 3)", "for x in [1]:\n    assert add(x, 0) == x",
+                   "import math\nassert math.isclose(add(0.1, 0.2), 0.3)"]},
+    ]
+    queued = queue_client.post("/v1/rewards", json={"items": items})
+    local = client.post("/v1/rewards", json={"items": items})
+    assert queued.status_code == local.status_code == 200, queued.text
+    keys = ("status", "outcomes", "details", "judged_in_sandbox", "passed", "total")
+    assert [{k: i["tests"][k] for k in keys} for i in queued.json()["items"]] == [
+        {k: i["tests"][k] for k in keys} for i in local.json()["items"]]
+    assert queued.json()["rewards"] == [1.0, 1 / 3, 1.0, 1.0]
+    assert queued.json()["items"][1]["tests"]["outcomes"] == ["pass", "fail", "not_run"]
+    assert queued.json()["items"][3]["tests"]["judged_in_sandbox"] == [1]
+
+
 def test_queue_metrics_and_health(queue_client: httpx.Client) -> None:
     url = str(queue_client.base_url).rstrip("/")
     before = metrics(url)
