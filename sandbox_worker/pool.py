@@ -142,7 +142,8 @@ class SandboxPool:
         return self.config.size - self._idle.qsize()
 
     async def run(self, job: dict[str, Any]) -> bytes | None:
-        """The zygote's raw JSON report; None when the sandbox itself failed (the item is an infra_error)."""
+        """The zygote's report, marshal bytes (the executor decodes them); None when the sandbox itself failed
+        (the item is an infra_error)."""
         slot, zygote = await self._idle.get()
         while zygote.proc.returncode is not None:  # died while idle: replace it before handing it work
             log.error("sandbox zygote %d exited while idle (%s); replacing it", slot, zygote.proc.returncode)
