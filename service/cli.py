@@ -6,6 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from acecoder_reward.service import data_cli
 from acecoder_reward.service.datasets import FORMATS
 from acecoder_reward.service.logs import configure_logging
 from acecoder_reward.service.settings import Settings
@@ -46,6 +47,9 @@ def main(argv: list[str] | None = None) -> None:
                      help="default: tests_then_model with tests and a reward model, tests with tests, else model")
     bon.add_argument("--plot", type=Path, help="draw selection accuracy against N into this PNG (matplotlib)")
     bon.add_argument("--seed", type=int, default=0, help="seed of the random-candidate baseline")
+    data = sub.add_parser("data", help="AceCoder's data pipeline: synthesize-tests, filter-tests, pass-rates, pairs, "
+                                       "hard (JSONL or Parquet in, resumable JSONL out)")
+    data_cli.add_arguments(data)
     args = parser.parse_args(argv)
     settings = Settings()
     configure_logging(settings)
@@ -59,6 +63,9 @@ def main(argv: list[str] | None = None) -> None:
         run_worker(settings, args.concurrency, args.name)
     elif args.command in ("score", "best-of-n"):
         _batch(args, settings)
+    elif args.command == "data":
+        logging.getLogger().setLevel(max(logging.WARNING, logging.getLogger().level))  # the progress bar speaks
+        data_cli.run(args, settings)
     else:
         from acecoder_reward.service.worker import check_health
 

@@ -8,9 +8,11 @@ reward model's micro-batcher exactly as one big request would.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
-from dataclasses import replace
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,16 +25,46 @@ from acecoder_reward.service.rewards import RewardService
 from acecoder_reward.service.settings import Settings
 
 log = logging.getLogger(__name__)
-ASSISTANT_MARKER = "<|im_start|>assistant\n"
-USER_MARKER = "<|im_start|>user\n"
-END_MARKERS = ("<|im_end|>", "<|endoftext|>")
+# Chat markers, Qwen's (ChatML) and Llama 3's: where the assistant's turn starts, where the user's starts, and
+# what ends a turn.
+ASSISTANT_MARKERS = ("<|im_start|>assistant\n", "<|start_header_id|>assistant<|end_header_id|>\n\n")
+USER_MARKERS = ("<|im_start|>user\n", "<|start_header_id|>user<|end_header_id|>\n\n")
+END_OF_TURN = ("<|im_end|>", "<|eot_id|>")
+END_MARKERS = (*END_OF_TURN, "<|endoftext|>", "<|end_of_text|>")
 LABEL_FIELDS = ("tests", "fn_name", "compare", "test_imports")  # an item's fields a label sets
 
 
-def load_dataset(path: Path) -> dict[str, Problem]:
+def question_key(text: str) -> str:
+    """A question's lookup key: its words joined by single spaces (so line breaks and indentation a chat
+    template or a dataset adds do not matter), hashed."""
+    return hashlib.sha256(" ".join(text.split()).encode()).hexdigest()
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset(Mapping[str, Problem]):
+    """The server's dataset: problems by row id (a label may name one), and by question (`question_key` of the
+    row's `question` and of the last user message of its `context_messages`), for requests without labels. A
+    question two rows share with different problems finds neither (`None`)."""
+
+    by_id: dict[str, Problem]
+    by_question: dict[str, Problem | None]
+
+    def __getitem__(self, key: str) -> Problem:
+        return self.by_id[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.by_id)
+
+    def __len__(self) -> int:
+        return len(self.by_id)
+
+
+def load_dataset(path: Path) -> Dataset:
     """A dataset file (JSONL, .gz too, or Parquet) in any format service/datasets.py reads (AceCode-87K's
-    `id`, `question`, `test_cases`; APPS, LiveCodeBench, ...): rows keyed by their id, each with tests."""
+    `id`, `question`, `test_cases`; APPS, LiveCodeBench, ...): rows keyed by their id and question, each with
+    tests."""
     problems: dict[str, Problem] = {}
+    questions: dict[str, Problem | None] = {}
     for n, row in enumerate(datasets.read_rows(path), 1):
         key = datasets.row_id(row, None)
         try:
@@ -42,8 +74,18 @@ def load_dataset(path: Path) -> dict[str, Problem]:
         if key is None or not problem.tests:
             raise ValueError(f"{path}: row {n}: a row needs an id ({', '.join(datasets.ID_FIELDS)}) and tests")
         problems[str(key)] = problem
+        for text in {problem.question, _user_message(row.get("context_messages"))} - {None}:
+            qkey = question_key(text or "")
+            questions[qkey] = problem if questions.get(qkey, problem) == problem else None
     log.info("dataset %s: %d tasks", path, len(problems))
-    return problems
+    return Dataset(problems, questions)
+
+
+def _user_message(messages: Any) -> str | None:
+    if not isinstance(messages, list):
+        return None
+    users = [m.get("content") for m in messages if isinstance(m, dict) and m.get("role") == "user"]
+    return users[-1] if users and isinstance(users[-1], str) else None
 
 
 def label_problem(value: Any) -> Problem:
@@ -65,13 +107,15 @@ def label_problem(value: Any) -> Problem:
 
 def split_query(query: str, prompt: str | None) -> tuple[str, str]:
     """(prompt, response) of one sample: the query minus its prompt, else what follows the last assistant
-    marker; end-of-turn markers the policy emitted are dropped from the response."""
+    marker (Qwen's or Llama 3's); end-of-turn markers the policy emitted are dropped from the response."""
+    at, marker = max((query.rfind(m), m) for m in ASSISTANT_MARKERS)
     if prompt is not None and query.startswith(prompt):
         head, response = prompt, query[len(prompt):]
-    elif (at := query.rfind(ASSISTANT_MARKER)) >= 0:
-        head, response = query[: at + len(ASSISTANT_MARKER)], query[at + len(ASSISTANT_MARKER):]
+    elif at >= 0:
+        head, response = query[: at + len(marker)], query[at + len(marker):]
     else:
-        raise ValueError("the query neither starts with its prompt nor holds a Qwen assistant marker")
+        raise ValueError("the query neither starts with its prompt nor holds an assistant marker (Qwen's or "
+                         "Llama 3's)")
     while (trimmed := response.rstrip()).endswith(END_MARKERS):  # the text before the markers stays as written
         response = next(trimmed.removesuffix(m) for m in END_MARKERS if trimmed.endswith(m))
     return head, response
@@ -79,18 +123,20 @@ def split_query(query: str, prompt: str | None) -> tuple[str, str]:
 
 def question_of(prompt: str) -> str:
     """The last user turn of a chat-templated prompt (the problem statement), else the prompt itself."""
-    at = prompt.rfind(USER_MARKER)
+    at, marker = max((prompt.rfind(m), m) for m in USER_MARKERS)
     if at < 0:
         return prompt.strip()
-    body = prompt[at + len(USER_MARKER):]
-    return body.split("<|im_end|>", 1)[0].strip()
+    body = prompt[at + len(marker):]
+    for end in END_OF_TURN:
+        body = body.split(end, 1)[0]
+    return body.strip()
 
 
 class OpenRLHFAdapter:
-    def __init__(self, rewards: RewardService, settings: Settings, dataset: dict[str, Problem] | None) -> None:
+    def __init__(self, rewards: RewardService, settings: Settings, dataset: Dataset | None) -> None:
         self.rewards = rewards
         self.settings = settings
-        self.dataset = dataset or {}
+        self.dataset = dataset or Dataset({}, {})
 
     async def get_reward(self, body: protocol.OpenRLHFRequest) -> protocol.OpenRLHFResponse:
         request = self._reward_request(body)
@@ -130,10 +176,12 @@ class OpenRLHFAdapter:
             prompt, response = split_query(body.query[i], body.prompts[i] if body.prompts else None)
         except ValueError as exc:
             raise InvalidRequest(f"query.{i}: {exc}", field=f"query.{i}") from exc
-        problem = self._problem(body.labels[i], i) if body.labels else Problem(None)
+        label = body.labels[i] if body.labels else ""
+        problem = self._problem(label, i) if label.strip() else self._problem_by_question(prompt)
         if reward != "model" and not problem.tests:
             raise InvalidRequest(f"labels.{i}: reward={reward} needs tests: a JSON list of asserts, an input/output "
-                                 "object, or a key into the server's dataset (ACECODER_DATASET_PATH)",
+                                 "object, or a key into the server's dataset (ACECODER_DATASET_PATH); without a "
+                                 "label, the prompt's question must be one row's question in that dataset",
                                  field=f"labels.{i}")
         if not problem.question:
             problem = replace(problem, question=question_of(prompt))
@@ -141,6 +189,10 @@ class OpenRLHFAdapter:
             return protocol.RewardItem.model_validate(problem.item(response))
         except ValidationError as exc:  # checked() took the label; this is a last guard, named the same way
             raise InvalidRequest(f"labels.{i}: {exc.errors()[0]['msg']}", field=f"labels.{i}") from exc
+
+    def _problem_by_question(self, prompt: str) -> Problem:
+        """No label: the dataset's row whose question is the prompt's last user turn (whitespace aside)."""
+        return self.dataset.by_question.get(question_key(question_of(prompt))) or Problem(None)
 
     def _problem(self, label: str, i: int) -> Problem:
         text = label.strip()
