@@ -10,6 +10,7 @@ The one fake is the LLM: a small real HTTP server in this process that speaks th
 
 from __future__ import annotations
 
+import gzip
 import json
 import subprocess
 import sys
@@ -23,6 +24,8 @@ from types import SimpleNamespace
 from typing import Any
 
 import httpx
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from acecoder_reward.models.prompt import INSTRUCTION_PREFIX, RESPONSE_PREFIX
@@ -41,7 +44,12 @@ def _rows(path: Path) -> list[dict[str, Any]]:
 
 
 def _write(rows: list[dict[str, Any]], path: Path) -> Path:
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    """JSONL, gzip-compressed JSONL (`.gz`) or Parquet (`.parquet`), by the name."""
+    if path.suffix == ".parquet":
+        pq.write_table(pa.Table.from_pylist(rows), path)
+    else:
+        text = "".join(json.dumps(r) + "\n" for r in rows)
+        path.write_bytes(gzip.compress(text.encode()) if path.suffix == ".gz" else text.encode())
     return path
 
 
@@ -107,7 +115,7 @@ def test_the_hard_rule_with_ties_at_both_medians(tmp_path: Path, capsys: pytest.
     thresholds = rules.hard_thresholds([rules.rate_stats(r) for r in HARD_ROWS])
     assert thresholds == rules.HardThresholds(F(1, 2), 0.25, 6)
     out = tmp_path / "hard.jsonl"
-    cli.main(["data", "hard", str(_write(HARD_ROWS, tmp_path / "in.jsonl")), "--out", str(out)])
+    cli.main(["data", "hard", str(_write(HARD_ROWS, tmp_path / "in.parquet")), "--out", str(out)])
     assert sorted(r["id"] for r in _rows(out)) == ["q3", "q5", "q6"]
     printed = capsys.readouterr().out
     assert "mean pass rate <= 0.5" in printed and "std >= 0.25" in printed and "hard questions kept: 3" in printed
@@ -119,7 +127,7 @@ def test_the_hard_rule_with_ties_at_both_medians(tmp_path: Path, capsys: pytest.
 def test_a_rerun_skips_rows_done_and_cuts_a_torn_write(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     rows = [{"id": f"q{n}", "question": "q", "test_cases": ["t"] * 5,
              "inferences": [_inf("A", 0, 1.0), _inf("A", 1, 0.4)]} for n in range(4)]
-    source, out = _write(rows[:2], tmp_path / "in.jsonl"), tmp_path / "pairs.jsonl"
+    source, out = _write(rows[:2], tmp_path / "in.jsonl.gz"), tmp_path / "pairs.jsonl"
     cli.main(["data", "pairs", str(source), "--out", str(out)])
     with out.open("a") as f:
         f.write('{"id": "torn')  # a run killed mid-write: not in the ledger, cut on the next run
