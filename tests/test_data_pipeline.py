@@ -175,11 +175,22 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
                           env={"PATH": "/usr/bin:/bin", "HOME": "/tmp"})
 
 
+# The service refuses a test this long: the row is reported and the run goes on.
+REFUSED = {"id": "too-long", "question": "q", "test_cases": ["assert f(1) == 1", "assert " + "1 + " * 6000 + "1"],
+           "solution": "def f(x):\n    return x\n", "inferences": [_inf("ref", 0, None, "def f(x):\n    return x\n")]}
+
+
+def _assert_refused_row_reported(result: subprocess.CompletedProcess[str], out: Path) -> None:
+    assert result.returncode == 1 and "failed rows: 1" in result.stderr, result.stderr[-3000:]
+    failures = _rows(out.with_name(out.name + ".failures.jsonl"))
+    assert [f["id"] for f in failures] == ["too-long"] and "test longer than" in failures[0]["error"]
+
+
 def test_filter_tests_and_pass_rates_in_process(humaneval: list[Problem], tmp_path: Path) -> None:
-    source = _write(_humaneval_rows(humaneval), tmp_path / "he.jsonl")
+    source = _write([*_humaneval_rows(humaneval), REFUSED], tmp_path / "he.jsonl")
     rates = tmp_path / "rates.jsonl"
     result = _cli("pass-rates", str(source), "--out", str(rates))
-    assert result.returncode == 0, result.stderr[-3000:]
+    _assert_refused_row_reported(result, rates)
     by_id = {r["id"]: r for r in _rows(rates)}
     for p in humaneval:
         n = len(p.tests)
@@ -189,14 +200,15 @@ def test_filter_tests_and_pass_rates_in_process(humaneval: list[Problem], tmp_pa
     for how in (["--reference-field", "solution"], ["--reference-model", "ref"]):
         kept = tmp_path / f"kept{how[0]}.jsonl"
         result = _cli("filter-tests", str(source), "--out", str(kept), *how)
-        assert result.returncode == 0, result.stderr[-3000:]
+        _assert_refused_row_reported(result, kept)
         expected = {p.task_id: p.tests for p in humaneval if len(p.tests) >= 5}  # the wrong test is dropped
         assert {r["id"]: r["test_cases"] for r in _rows(kept)} == expected
         assert f"tests dropped: {len(humaneval)}" in result.stdout
         assert f"tests kept: {sum(len(p.tests) for p in humaneval)}" in result.stdout
-    rerun = _cli("filter-tests", str(source), "--out", str(kept), "--reference-model", "ref")
+    rerun = _cli("filter-tests", str(_write(_humaneval_rows(humaneval), source)), "--out", str(kept),
+                 "--reference-model", "ref")  # the refused row taken out of the input: nothing left to do
     assert rerun.returncode == 0 and f"skipped): {len(humaneval)}" in rerun.stdout, rerun.stderr[-3000:]
-    assert "rows out: 0 this run" in rerun.stdout
+    assert "rows out: 0 this run" in rerun.stdout and not kept.with_name(kept.name + ".failures.jsonl").exists()
 
 
 def test_pass_rates_through_the_gateway(gateway: Gateway, humaneval: list[Problem], tmp_path: Path) -> None:
@@ -204,9 +216,9 @@ def test_pass_rates_through_the_gateway(gateway: Gateway, humaneval: list[Proble
     for row, p in zip(rows, humaneval, strict=True):
         row["test_cases"] = p.tests
     out = tmp_path / "rates.jsonl"
-    result = _cli("pass-rates", str(_write(rows, tmp_path / "he.jsonl")), "--out", str(out), "--url", gateway.url,
-                  "--batch", "2")
-    assert result.returncode == 0, result.stderr[-3000:]
+    result = _cli("pass-rates", str(_write([*rows, REFUSED], tmp_path / "he.jsonl")), "--out", str(out),
+                  "--url", gateway.url, "--batch", "2")
+    _assert_refused_row_reported(result, out)
     assert sorted((r["id"], [i["pass_rate"] for i in r["inferences"]]) for r in _rows(out)) == sorted(
         (p.task_id, [1.0, 0.0, 0.0]) for p in humaneval)
 

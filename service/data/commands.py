@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 
 from acecoder_reward.service import batch_cli, datasets
-from acecoder_reward.service.data import judging, rules, synthesis
+from acecoder_reward.service.data import callers, judging, rules, synthesis
 from acecoder_reward.service.data.ledger import Ledger, Rows, Work, process
 from acecoder_reward.service.settings import Settings
 
@@ -65,7 +65,7 @@ async def _work(args: argparse.Namespace, settings: Settings, keyed: list[tuple[
     command = args.data_command
     if command in ("filter-tests", "pass-rates"):
         token = args.token or os.environ.get("ACECODER_REWARD_TOKEN")
-        caller = batch_cli.remote(args.url, token) if args.url else batch_cli.in_process(settings)
+        caller = callers.remote(args.url, token) if args.url else callers.in_process(settings)
         async with caller as call:
             if command == "filter-tests":
                 yield judging.ReferenceFilter(call, judging.Reference(args.reference_field, args.reference_model),

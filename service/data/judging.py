@@ -1,5 +1,5 @@
 """The two commands that run programs on the sandbox pool, one AceCode row at a time, through a `Caller` (the
-service's reward path in process, or a running service over HTTP: service/batch_cli.py):
+service's reward path in process, or a running service over HTTP: service/data/callers.py):
 
   filter-tests  the row's reference solution against its `test_cases`: the tests it passes are kept; a question
                 left with fewer than `min_tests` is dropped
@@ -15,7 +15,7 @@ from typing import Any
 
 from acecoder_reward.sandbox_worker.judge import PASS
 from acecoder_reward.service import datasets
-from acecoder_reward.service.batch_cli import Caller
+from acecoder_reward.service.data.callers import Caller
 from acecoder_reward.service.data.ledger import RowError, Rows
 
 TESTS_BODY = {"reward": "tests", "tests_reward": "pass_rate"}
@@ -62,7 +62,7 @@ class ReferenceFilter:
         if program is None:
             self.stats["questions without a reference (dropped)"] += 1
             return []
-        answer = await self.call("/v1/rewards", {"items": [{"response": program, "tests": tests}], **TESTS_BODY})
+        answer = await self.call({"items": [{"response": program, "tests": tests}], **TESTS_BODY})
         outcomes = answer["items"][0]["tests"]["outcomes"]
         kept = [t for t, outcome in zip(tests, outcomes, strict=True) if outcome == PASS]
         self.stats["tests kept"] += len(kept)
@@ -89,7 +89,7 @@ class PassRates:
             raise RowError("test_cases: empty")
         items = [{"response": inf["completion"], "tests": tests} for inf in inferences]
         chunks = [items[i: i + self.batch] for i in range(0, len(items), self.batch)]
-        answers = await asyncio.gather(*(self.call("/v1/rewards", {"items": c, **TESTS_BODY}) for c in chunks))
+        answers = await asyncio.gather(*(self.call({"items": c, **TESTS_BODY}) for c in chunks))
         rates = [item["tests"]["pass_rate"] for answer in answers for item in answer["items"]]
         self.stats["completions scored"] += len(rates)
         self.stats["completions passing every test"] += sum(1 for r in rates if r == 1.0)
