@@ -176,8 +176,11 @@ class OpenRLHFAdapter:
             prompt, response = split_query(body.query[i], body.prompts[i] if body.prompts else None)
         except ValueError as exc:
             raise InvalidRequest(f"query.{i}: {exc}", field=f"query.{i}") from exc
-        label = body.labels[i] if body.labels else ""
-        problem = self._problem(label, i) if label.strip() else self._problem_by_question(prompt)
+        label = body.labels[i].strip() if body.labels else ""
+        # No label (none sent, empty, or JSON null as OpenRLHF's custom-function mode sends a missing one): the
+        # dataset's row for the prompt's question.
+        labelled = label not in ("", "null")
+        problem = self._problem(label, i) if labelled else self._problem_by_question(prompt)
         if reward != "model" and not problem.tests:
             raise InvalidRequest(f"labels.{i}: reward={reward} needs tests: a JSON list of asserts, an input/output "
                                  "object, or a key into the server's dataset (ACECODER_DATASET_PATH); without a "

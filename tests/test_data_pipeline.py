@@ -340,8 +340,9 @@ def test_rows_are_found_by_the_prompts_question(tmp_path: Path) -> None:
     adapter = OpenRLHFAdapter(SimpleNamespace(model=None), Settings(), load_dataset(_write(rows, tmp_path / "d.jsonl")))  # type: ignore[arg-type]
     queries = [llama_prompt("Add two  numbers.") + "x", "<|im_start|>user\nPlease solve: Negate a number.<|im_end|>\n"
                "<|im_start|>assistant\nx"]
-    items = adapter._reward_request(protocol.OpenRLHFRequest(query=queries)).items
-    assert [i.tests for i in items] == [["assert add(1, 2) == 3"], ["assert neg(1) == -1"]]
+    for labels in (None, ["", "null"]):  # none sent, or empty and JSON null (OpenRLHF's custom-function mode)
+        items = adapter._reward_request(protocol.OpenRLHFRequest(query=queries, labels=labels)).items
+        assert [i.tests for i in items] == [["assert add(1, 2) == 3"], ["assert neg(1) == -1"]]
 
 
 @pytest.fixture(scope="module")
