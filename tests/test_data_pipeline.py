@@ -96,6 +96,9 @@ def test_pairs_of_one_question() -> None:
     assert wrapped["instruction"] == f"{INSTRUCTION_PREFIX}\n```\nAdd two numbers.\nassert add(0, 1) == 1\n```\n"
     assert wrapped["chosen"] == f"{RESPONSE_PREFIX}\n```python\ndef add(a, b):\n    return a + b\n```\n"
     assert rules.pairs_of({"id": "q2", "question": "x", "inferences": [_inf("A", 0, 1.0)]}, "q2") == []
+    for bad in (1.5, "0.5", float("nan"), True):
+        with pytest.raises(ValueError, match="pass_rate"):
+            rules.pairs_of({"id": "q3", "inferences": [_inf("A", 0, bad)]}, "q3")
 
 
 HARD_ROWS = [  # 4 tests each, so the rates are quarters: (mean, population std) in the comments
@@ -115,7 +118,9 @@ def test_the_hard_rule_with_ties_at_both_medians(tmp_path: Path, capsys: pytest.
     thresholds = rules.hard_thresholds([rules.rate_stats(r) for r in HARD_ROWS])
     assert thresholds == rules.HardThresholds(F(1, 2), 0.25, 6)
     out = tmp_path / "hard.jsonl"
-    cli.main(["data", "hard", str(_write(HARD_ROWS, tmp_path / "in.parquet")), "--out", str(out)])
+    bad = {"id": "q8", "test_cases": ["t"] * 4, "inferences": [_inf("A", 0, 2.0)]}  # reported, not counted
+    with pytest.raises(SystemExit, match="failed rows: 1"):
+        cli.main(["data", "hard", str(_write([*HARD_ROWS, bad], tmp_path / "in.parquet")), "--out", str(out)])
     assert sorted(r["id"] for r in _rows(out)) == ["q3", "q5", "q6"]
     printed = capsys.readouterr().out
     assert "mean pass rate <= 0.5" in printed and "std >= 0.25" in printed and "hard questions kept: 3" in printed

@@ -11,6 +11,7 @@ import os
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ import httpx
 
 from acecoder_reward.service import batch_cli, datasets
 from acecoder_reward.service.data import callers, judging, rules, synthesis
-from acecoder_reward.service.data.ledger import Ledger, Rows, Work, process
+from acecoder_reward.service.data.ledger import Ledger, RowError, Rows, Work, process
 from acecoder_reward.service.settings import Settings
 
 
@@ -86,7 +87,10 @@ async def _work(args: argparse.Namespace, settings: Settings, keyed: list[tuple[
 
 def _pairs(wrap: str, stats: Counter[str]) -> Work:
     async def work(key: str, row: dict[str, Any]) -> Rows:
-        made = rules.pairs_of(row, key, wrap)
+        try:
+            made = rules.pairs_of(row, key, wrap)
+        except ValueError as exc:
+            raise RowError(str(exc)) from exc
         stats["pairs made"] += len(made)
         return made
 
@@ -94,7 +98,7 @@ def _pairs(wrap: str, stats: Counter[str]) -> Work:
 
 
 def _hard(keyed: list[tuple[str, dict[str, Any]]], stats: Counter[str], notes: list[str]) -> Work:
-    thresholds = rules.hard_thresholds([rules.rate_stats(row) for _, row in keyed])
+    thresholds = rules.hard_thresholds([_stats(row) for _, row in keyed])
     if thresholds is None:
         raise SystemExit("no row has inferences with a pass_rate: run `data pass-rates` first")
     notes.append(f"thresholds: mean pass rate <= {float(thresholds.median_mean):.6g} (the median of "
@@ -102,11 +106,22 @@ def _hard(keyed: list[tuple[str, dict[str, Any]]], stats: Counter[str], notes: l
                  f"{thresholds.median_std:.6g} (the median among those)")
 
     async def work(key: str, row: dict[str, Any]) -> Rows:
-        hard = rules.is_hard(rules.rate_stats(row), thresholds)
+        try:
+            stat = rules.rate_stats(row)
+        except ValueError as exc:  # not counted in the thresholds either
+            raise RowError(str(exc)) from exc
+        hard = rules.is_hard(stat, thresholds)
         stats["hard questions kept" if hard else "questions not hard (dropped)"] += 1
         return [row] if hard else []
 
     return work
+
+
+def _stats(row: dict[str, Any]) -> tuple[Fraction, float] | None:
+    try:
+        return rules.rate_stats(row)
+    except ValueError:
+        return None
 
 
 def _report_failures(out: Path, failed: list[tuple[str, str]]) -> None:

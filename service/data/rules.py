@@ -25,8 +25,11 @@ PAIR_MIN_GAP = Fraction(2, 5)  # and at least 40 points more than the other
 MAX_DENOMINATOR = 1000  # rates of rows without tests: read as the nearest fraction with a denominator <= this
 
 
-def exact_rate(rate: float, tests: int) -> Fraction:
-    """`rate` as the fraction passed/total it was computed from (see the module docstring)."""
+def exact_rate(rate: Any, tests: int) -> Fraction:
+    """`rate` as the fraction passed/total it was computed from (see the module docstring); ValueError for
+    anything but a number in [0, 1]."""
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate <= 1:
+        raise ValueError(f"pass_rate: {rate!r} is not a number in [0, 1]")
     return Fraction(rate).limit_denominator(tests if tests > 0 else MAX_DENOMINATOR)
 
 
@@ -48,10 +51,10 @@ class Sample:
 
 
 def samples_of(row: dict[str, Any]) -> list[Sample]:
-    """The row's inferences that carry a pass rate, in order."""
+    """The row's inferences that carry a pass rate, in order; ValueError naming a pass rate that is not one."""
     tests = len(row.get("test_cases") or [])
     return [Sample(str(inf.get("model_name")), inf.get("completion_id", n), inf["completion"],
-                   exact_rate(float(inf["pass_rate"]), tests))
+                   exact_rate(inf["pass_rate"], tests))
             for n, inf in enumerate(row.get("inferences") or [])
             if isinstance(inf, dict) and inf.get("pass_rate") is not None and isinstance(inf.get("completion"), str)]
 
