@@ -145,7 +145,8 @@ class Settings(BaseSettings):
     openrlhf_weight_model: float = Field(1.0, description="Weight of the model score in /get_reward's combined.")
     dataset_path: str | None = Field(None, description="A dataset file (JSONL, .gz or Parquet) in any format "
                                      "`acecoder-reward score --format auto` reads (AceCode, APPS/TACO, CodeContests, "
-                                     "LiveCodeBench, HumanEval, MBPP); a /get_reward label may be a row's id.")
+                                     "LiveCodeBench, HumanEval, MBPP); a /get_reward label may be a row's id, and "
+                                     "a request without labels finds its row by the question in the prompt.")
 
     def vllm_urls(self) -> list[str]:
         return [u.strip().rstrip("/") for u in self.vllm_url.split(",") if u.strip()]
