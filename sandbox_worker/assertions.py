@@ -24,14 +24,11 @@ a module the candidate could patch) or depend on a comprehension's variable.
 from __future__ import annotations
 
 import ast
-import builtins
-import sys
 from dataclasses import dataclass, field
 from typing import Any
 
 from acecoder_reward.sandbox_worker import io_tests, trusted_eval, trusted_scope, unittest_checks
-from acecoder_reward.sandbox_worker.trusted_eval import (
-    ALL_PURE_METHODS,
+from acecoder_reward.sandbox_worker.check_nodes import (
     PREDICATE_METHODS,
     CallCheck,
     CheckFailed,
@@ -43,6 +40,15 @@ from acecoder_reward.sandbox_worker.trusted_eval import (
     Raises,
     TestExpressionError,
     Truth,
+)
+from acecoder_reward.sandbox_worker.split_expr import (
+    Splitter,
+    Unsplittable,
+    decides_or_reveals,
+    has_params,
+    root_is_module_access,
+    root_name,
+    uses_candidate_names,
 )
 from acecoder_reward.sandbox_worker.trusted_scope import Scope, TestCaseInstance, TestCaseMarker, TrustedModule
 
@@ -68,10 +74,6 @@ class TestPlan:
     hole_nodes: tuple[ast.expr, ...] = field(default=(), repr=False)
 
 
-class _Unsplittable(Exception):
-    """The test has a shape the judge cannot evaluate outside the sandbox."""
-
-
 def plan_test(source: str, numpy_allowed: bool = False) -> TestPlan:
     """Parses one test and decides what runs in the sandbox and what is judged outside. `numpy_allowed`:
     runs may import numpy, so the judge evaluates numpy's comparisons (with its own numpy)."""
@@ -85,7 +87,7 @@ def plan_test(source: str, numpy_allowed: bool = False) -> TestPlan:
         for stmt in module.body:
             builder.add(stmt)
         return builder.plan(source) or whole
-    except (_Unsplittable, RecursionError):
+    except (Unsplittable, RecursionError):
         # RecursionError: nested deeper than the splitter goes (ast.parse takes ~1000s of `1 + 1 + ...`); the
         # whole test runs in the sandbox, where compiling it is bounded by the run's deadline and limits.
         return whole
@@ -123,7 +125,7 @@ class _Builder:
             return  # docstrings, bare strings and `pass`
         if isinstance(stmt, (ast.Import, ast.ImportFrom, ast.Assign)):
             if self.checks:  # a binding after a check could change what an earlier hole sees
-                raise _Unsplittable
+                raise Unsplittable
             self._bind(stmt)
         elif isinstance(stmt, ast.Assert):
             self.checks.append(Truth(self._split_value(stmt.test)))
@@ -132,7 +134,7 @@ class _Builder:
         elif isinstance(stmt, ast.With):
             self.checks.append(self._raises_block(stmt))
         else:
-            raise _Unsplittable
+            raise Unsplittable
 
     def plan(self, source: str) -> TestPlan | None:
         if not self.checks or not self.holes:
@@ -150,7 +152,7 @@ class _Builder:
         if isinstance(stmt, ast.Assign):
             target = stmt.targets[0] if len(stmt.targets) == 1 else None
             if not isinstance(target, ast.Name) or not isinstance(self._static(stmt.value), TestCaseInstance):
-                raise _Unsplittable
+                raise Unsplittable
             self.trusted[target.id] = trusted_scope.TESTCASE
             self.unknown.discard(target.id)
             return
@@ -162,7 +164,7 @@ class _Builder:
         else:
             assert isinstance(stmt, ast.ImportFrom)
             if stmt.level or stmt.module is None or any(a.name == "*" for a in stmt.names):
-                raise _Unsplittable
+                raise Unsplittable
             owner = self._module(stmt.module)
             for alias in stmt.names:
                 attr = owner.attrs.get(alias.name) if owner else None
@@ -202,11 +204,11 @@ class _Builder:
     def _split_check(self, nodes: list[ast.expr]) -> list[ast.expr]:
         """Splits the expressions of one check; its holes must compute the thing under test and nothing else."""
         first = len(self.holes)
-        splitter = _Splitter(self.scope, self.holes, self._static)
+        splitter = Splitter(self.scope, self.holes, self._static)
         outer = [splitter.split(node) for node in nodes]
         holes = self.holes[first:]
-        if any(_decides_or_reveals(h) for h in holes) or (holes and not self._one_subject(holes)):
-            raise _Unsplittable
+        if any(decides_or_reveals(h) for h in holes) or (holes and not self._one_subject(holes)):
+            raise Unsplittable
         return outer
 
     def _call_statement(self, call: ast.Call) -> ast.expr:
@@ -220,25 +222,25 @@ class _Builder:
             outer = self._split_value(call)
             assert isinstance(outer, ast.Call)
             return CallCheck(outer)
-        raise _Unsplittable
+        raise Unsplittable
 
     def _method_check(self, method: str, call: ast.Call) -> ast.expr:
         if method not in unittest_checks.CHECKS or any(isinstance(a, ast.Starred) for a in call.args):
-            raise _Unsplittable
+            raise Unsplittable
         _, params = unittest_checks.CHECKS[method]
         extra = unittest_checks.EXTRA_KEYWORDS.get(method, ())
         order = unittest_checks.positional(method)
         if len(call.args) > len(order):
-            raise _Unsplittable
+            raise Unsplittable
         values = {name: arg for name, arg in zip(order, call.args, strict=False) if name != "msg"}
         for kw in call.keywords:
             if kw.arg == "msg":
                 continue  # a message is never evaluated: it would only run candidate code
             if kw.arg not in (*params, *extra) or kw.arg in values:
-                raise _Unsplittable
+                raise Unsplittable
             values[kw.arg] = kw.value
         if any(p not in values for p in params):
-            raise _Unsplittable
+            raise Unsplittable
         names = [*params, *(k for k in extra if k in values)]
         split = dict(zip(names, self._split_check([values[n] for n in names]), strict=True))
         return MethodCheck(method, [split[p] for p in params], {k: split[k] for k in extra if k in values})
@@ -247,11 +249,11 @@ class _Builder:
         """`assertRaises(exc, func, *args, **kwargs)` (or the Regex variant with its pattern second)."""
         fixed = 2 if method == "assertRaisesRegex" else 1
         if len(call.args) <= fixed or any(isinstance(a, ast.Starred) for a in call.args):
-            raise _Unsplittable  # the context-manager form only works in a with block
+            raise Unsplittable  # the context-manager form only works in a with block
         exc, pattern = self._trusted_arg(call.args[0]), self._trusted_arg(call.args[1]) if fixed == 2 else None
         func, args = call.args[fixed], call.args[fixed + 1:]
         keywords = [k for k in call.keywords if k.arg != "msg"]
-        if isinstance(func, ast.Lambda) and not args and not keywords and not _has_params(func):
+        if isinstance(func, ast.Lambda) and not args and not keywords and not has_params(func):
             body = func.body
         else:
             body = ast.Call(func=func, args=list(args), keywords=keywords)
@@ -259,18 +261,18 @@ class _Builder:
 
     def _raises_block(self, stmt: ast.With) -> ast.expr:
         if len(stmt.items) != 1 or stmt.items[0].optional_vars is not None:
-            raise _Unsplittable
+            raise Unsplittable
         manager = stmt.items[0].context_expr
         if not (isinstance(manager, ast.Call) and isinstance(manager.func, ast.Attribute)
                 and isinstance(self._static(manager.func.value), TestCaseInstance)):
-            raise _Unsplittable
+            raise Unsplittable
         method = unittest_checks.canonical(manager.func.attr)
         fixed = 2 if method == "assertRaisesRegex" else 1
         if (method not in unittest_checks.RAISES or len(manager.args) != fixed
                 or any(k.arg != "msg" for k in manager.keywords)):
-            raise _Unsplittable
+            raise Unsplittable
         if not all(isinstance(s, ast.Expr) for s in stmt.body):
-            raise _Unsplittable
+            raise Unsplittable
         exc = self._trusted_arg(manager.args[0])
         pattern = self._trusted_arg(manager.args[1]) if fixed == 2 else None
         return Raises(exc, pattern, [self._raising_hole(s.value) for s in stmt.body])  # type: ignore[attr-defined]
@@ -278,15 +280,16 @@ class _Builder:
     def _trusted_arg(self, node: ast.expr) -> ast.expr:
         """An argument the judge evaluates entirely (the exception class, a pattern): no holes in it."""
         first = len(self.holes)
-        outer = _Splitter(self.scope, self.holes, self._static).split(node)
+        outer = Splitter(self.scope, self.holes, self._static).split(node)
         if len(self.holes) != first:
-            raise _Unsplittable
+            raise Unsplittable
         return outer
 
     def _raising_hole(self, node: ast.expr) -> int:
         """A block statement expected to raise: run whole in the sandbox; only what it raised is judged."""
-        if not _uses_candidate_names(node, self.trusted.keys() | self.unknown) or not self._one_subject([node]):
-            raise _Unsplittable
+        test_bound = self.trusted.keys() | self.unknown
+        if not uses_candidate_names(node, test_bound) or not self._one_subject([node]):
+            raise Unsplittable
         self.holes.append(node)
         return len(self.holes) - 1
 
@@ -300,11 +303,11 @@ class _Builder:
         be asked of the candidate's value (`f("abc").startswith("cb")`) and no dunder called
         (`f(1).__eq__(2)`): the candidate's object could answer those.
         """
-        roots = {_root_name(h) for h in holes}
+        roots = {root_name(h) for h in holes}
         if len(roots) != 1 or None in roots:
             return False
         imported = {name for _, names in self.imports for name in names}
-        if any(_root_is_module_access(h, imported) for h in holes):
+        if any(root_is_module_access(h, imported) for h in holes):
             return False
         for node in (n for h in holes for n in ast.walk(h)):
             if isinstance(node, ast.Attribute) and node.attr.startswith("__"):
@@ -312,189 +315,10 @@ class _Builder:
             if isinstance(node, ast.Call):
                 arguments = [*node.args, *(k.value for k in node.keywords)]
                 inner = [n for a in arguments for n in ast.walk(a) if isinstance(n, ast.Call)]
-                if any(_uses_candidate_names(n, ()) for n in inner):  # `set()` as an argument is fine
+                if any(uses_candidate_names(n, ()) for n in inner):  # `set()` as an argument is fine
                     return False
                 if isinstance(node.func, ast.Attribute) and node.func.attr in PREDICATE_METHODS and arguments:
                     return False
         return True
 
 
-class _Splitter:
-    """Replaces every sub-expression the judge cannot evaluate by a `Hole`."""
-
-    def __init__(self, scope: Scope, holes: list[ast.expr], static: Any) -> None:
-        self.scope = scope
-        self.holes = holes
-        self.static = static
-        self.locals: set[str] = set()
-        self.repeated = 0  # > 0 inside what Python evaluates once per iteration or per call
-
-    def split(self, node: ast.expr) -> ast.expr:
-        if not self._trusted(node):
-            return self._hole(node)
-        if isinstance(node, ast.Call):
-            return self._split_call(node)
-        if isinstance(node, (ast.ListComp, ast.SetComp, ast.GeneratorExp, ast.DictComp)):
-            return self._split_comprehension(node)
-        if isinstance(node, ast.Lambda):
-            return self._repeated(lambda: self._with_locals({a.arg for a in node.args.args},
-                                                            lambda: self._split_fields(node)))
-        if isinstance(node, (ast.Name, ast.Attribute, ast.Constant)):
-            return node
-        return self._split_fields(node)
-
-    def _hole(self, node: ast.expr) -> ast.expr:
-        free = {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
-        if free & self.locals:  # it would need a comprehension's variable, which only the judge has
-            raise _Unsplittable
-        if self.repeated:  # Python would call it once per iteration (a generator is used up, state moves on)
-            raise _Unsplittable
-        self.holes.append(node)
-        return Hole(len(self.holes) - 1)
-
-    def _split_fields(self, node: ast.expr) -> ast.expr:
-        for name, value in ast.iter_fields(node):
-            if isinstance(value, ast.expr):
-                setattr(node, name, self.split(value))
-            elif isinstance(value, list):
-                setattr(node, name, [self.split(v) if isinstance(v, ast.expr) else v for v in value])
-        return node
-
-    def _split_call(self, node: ast.Call) -> ast.Call:
-        if isinstance(node.func, ast.Attribute) and not isinstance(self.static(node.func.value), TrustedModule):
-            node.func.value = self.split(node.func.value)  # a method of a plain value
-        node.args = [self.split(a) for a in node.args]
-        for kw in node.keywords:
-            kw.value = self.split(kw.value)
-        return node
-
-    def _split_comprehension(self, node: ast.ListComp | ast.SetComp | ast.GeneratorExp | ast.DictComp) -> ast.expr:
-        """Only the first generator's iterable is evaluated once, as in Python; what follows runs per item."""
-        saved, saved_repeated = set(self.locals), self.repeated
-        try:
-            for k, gen in enumerate(node.generators):
-                self.repeated = saved_repeated + (k > 0)
-                gen.iter = self.split(gen.iter)
-                self.repeated = saved_repeated + 1
-                self.locals |= {n.id for n in ast.walk(gen.target) if isinstance(n, ast.Name)}
-                gen.ifs = [self.split(c) for c in gen.ifs]
-            if isinstance(node, ast.DictComp):
-                node.key, node.value = self.split(node.key), self.split(node.value)
-            else:
-                node.elt = self.split(node.elt)
-        finally:
-            self.locals, self.repeated = saved, saved_repeated
-        return node
-
-    def _repeated(self, body: Any) -> Any:
-        self.repeated += 1
-        try:
-            return body()
-        finally:
-            self.repeated -= 1
-
-    def _with_locals(self, names: set[str], body: Any) -> Any:
-        saved = set(self.locals)
-        self.locals |= names
-        try:
-            return body()
-        finally:
-            self.locals = saved
-
-    def _candidate(self, node: ast.expr) -> bool:
-        """Whether `node` uses a name the judge does not know (the candidate's, or an unknown import)."""
-        return any(isinstance(n, ast.Name) and n.id not in self.locals and not self.scope.knows(n.id)
-                   for n in ast.walk(node))
-
-    def _trusted(self, node: ast.expr) -> bool:
-        if isinstance(node, (ast.Constant, ast.Set, ast.Dict, ast.BinOp, ast.UnaryOp, ast.BoolOp, ast.Compare,
-                             ast.IfExp, ast.Subscript, ast.Slice, ast.Starred)):
-            return True
-        if isinstance(node, (ast.List, ast.Tuple)):
-            return isinstance(node.ctx, ast.Load)
-        if isinstance(node, ast.Name):
-            return node.id in self.locals or self.scope.knows(node.id)
-        if isinstance(node, ast.Attribute):
-            return self.static(node) is not None
-        if isinstance(node, ast.Call):
-            return self._trusted_call(node)
-        if isinstance(node, (ast.ListComp, ast.SetComp, ast.GeneratorExp, ast.DictComp)):
-            return all(_simple_target(g.target) and not g.is_async for g in node.generators)
-        if isinstance(node, ast.Lambda):
-            return not _has_params(node, allow_positional=True)
-        return False
-
-    def _trusted_call(self, node: ast.Call) -> bool:
-        if any(k.arg is None for k in node.keywords):
-            return False  # **kwargs
-        func = node.func
-        if isinstance(func, ast.Attribute) and not isinstance(self.static(func.value), TrustedModule):
-            if func.attr not in ALL_PURE_METHODS:
-                return False
-            if (isinstance(func.value, ast.Name) and func.value.id in self.locals) or not self._candidate(func.value):
-                return True  # a method of a value only the judge computes (a loop variable, a literal)
-            # On the candidate's value: a predicate given the test's argument (`f("abc").startswith("cb")`)
-            # is applied by the judge to the plain value, or the candidate's object could answer yes to
-            # anything. Other methods stay in the hole with their arguments (`f(1).upper()`,
-            # `Solution().count([1, 2])`): their result is compared outside like any value, and a
-            # program's own class keeps its own methods.
-            return func.attr in PREDICATE_METHODS and bool(node.args or node.keywords) and _is_value(func.value)
-        if isinstance(func, ast.Name) and func.id in self.locals:
-            return False
-        target = self.static(func)
-        return callable(target) and not isinstance(target, (TrustedModule, TestCaseInstance))
-
-
-def _is_value(node: ast.expr) -> bool:
-    """A method's receiver: anything but a bare name that might be the candidate's object or module."""
-    return not isinstance(node, ast.Name)
-
-
-def _simple_target(target: ast.expr) -> bool:
-    if isinstance(target, ast.Name):
-        return True
-    return isinstance(target, (ast.Tuple, ast.List)) and all(_simple_target(t) for t in target.elts)
-
-
-def _has_params(node: ast.Lambda, allow_positional: bool = False) -> bool:
-    """Whether the lambda takes parameters beyond what the judge supports (plain positional ones)."""
-    a = node.args
-    extra = a.posonlyargs or a.vararg or a.kwonlyargs or a.kwarg or a.defaults or a.kw_defaults
-    return bool(extra) or (bool(a.args) and not allow_positional)
-
-
-def _uses_candidate_names(node: ast.expr, test_bound: Any) -> bool:
-    free = {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
-    return bool(free - _BUILTIN_NAMES - set(test_bound))
-
-
-def _decides_or_reveals(hole: ast.expr) -> bool:
-    """A hole that compares inside, or that uses no candidate-defined name (so it computes part of the
-    expected value, e.g. `[x * 2 for x in range(3)]`), would let the sandbox judge."""
-    nodes = list(ast.walk(hole))
-    if any(isinstance(n, (ast.Compare, ast.BoolOp, ast.Lambda)) for n in nodes):
-        return True
-    bound = {n.id for n in nodes if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
-    free = {n.id for n in nodes if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)} - bound
-    return not (free - _BUILTIN_NAMES)
-
-
-_BUILTIN_NAMES = frozenset(dir(builtins))
-
-
-def _root_is_module_access(node: ast.expr, imported: set[str]) -> bool:
-    """`math.factorial(5)`: an attribute of a stdlib module or of a name the test imported (a candidate
-    function named `random` is fine)."""
-    parent: ast.expr | None = None
-    while isinstance(node, (ast.Call, ast.Attribute, ast.Subscript)):
-        parent = node
-        node = node.func if isinstance(node, ast.Call) else node.value
-    if not isinstance(node, ast.Name):
-        return False
-    return node.id in imported or (node.id in sys.stdlib_module_names and isinstance(parent, ast.Attribute))
-
-
-def _root_name(node: ast.expr) -> str | None:
-    while isinstance(node, (ast.Call, ast.Attribute, ast.Subscript)):
-        node = node.func if isinstance(node, ast.Call) else node.value
-    return node.id if isinstance(node, ast.Name) else None

@@ -4,7 +4,7 @@ A test's outer expression is evaluated in the gateway (or queue worker), never i
 over plain data that came out of the sandbox. The names it uses resolve here, to the real, unpatched
 objects: `abs`, `math.isclose`, `operator.eq`, `numpy.allclose` are this process's own, so a candidate that
 patched its copy of `math` or `builtins` changes nothing. Only what is listed here is callable: pure
-functions over plain values, each bounded in cost by the evaluator (trusted_eval) where its input could make
+functions over plain values, each bounded in cost (judge_costs) where its input could make
 it slow.
 
 A test's own imports (`import math`, `from math import isclose`, `import numpy as np`) bind names in a
