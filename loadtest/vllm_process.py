@@ -24,8 +24,10 @@ from loadtest.gateway_process import die_with_parent, free_port
 
 class VllmServer:
     def __init__(self, model_dir: Path, log_dir: Path, *, max_model_len: int = 1024, port: int | None = None,
-                 served_model: str | None = None, extra_args: tuple[str, ...] = (), cwd: Path | None = None) -> None:
+                 served_model: str | None = None, extra_args: tuple[str, ...] = (), cwd: Path | None = None,
+                 runner: str = "pooling") -> None:
         self.model_dir = model_dir
+        self.runner = runner  # "pooling" for the reward model; "generate" for a chat-completions endpoint
         self.cwd = cwd  # the directory vLLM starts from (its imports see it first)
         self.extra_args = extra_args
         self.log_dir = log_dir
@@ -40,7 +42,7 @@ class VllmServer:
 
     def command(self) -> list[str]:
         return [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(self.model_dir),
-                "--served-model-name", self.served_model, "--runner", "pooling", "--dtype", "float32",
+                "--served-model-name", self.served_model, "--runner", self.runner, "--dtype", "float32",
                 "--enforce-eager", "--gpu-memory-utilization", "0.3", "--max-model-len", str(self.max_model_len),
                 "--host", "127.0.0.1", "--port", str(self.port), "--disable-uvicorn-access-log", *self.extra_args]
 

@@ -34,6 +34,7 @@ def add_arguments(data: argparse.ArgumentParser) -> None:
     synth.add_argument("--retries", type=int, default=3, help="asks again after a failed or refused reply")
     synth.add_argument("--retry-backoff-s", type=float, default=2.0, help="first wait between tries (doubles)")
     synth.add_argument("--min-tests", type=int, default=5, help="valid tests a reply needs")
+    synth.add_argument("--max-tokens", type=int, help="a cap on each reply's length (default: the endpoint's)")
     filt = _command(sub, "filter-tests", "keep the tests a reference solution passes")
     which = filt.add_mutually_exclusive_group(required=True)
     which.add_argument("--reference-field", metavar="COLUMN", help="the column holding the reference program")
@@ -65,7 +66,7 @@ def _service(command: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, settings: Settings) -> None:
     from acecoder_reward.service.data.commands import run_command  # httpx, tqdm, the reward path: only when used
 
-    for name in ("concurrency", "batch", "retries", "min_tests"):
+    for name in ("concurrency", "batch", "retries", "min_tests", "max_tokens"):
         value = getattr(args, name, None)
         if value is not None and value < (0 if name in ("retries", "min_tests") else 1):
             raise SystemExit(f"--{name.replace('_', '-')}: {value} is out of range")

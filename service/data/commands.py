@@ -75,7 +75,7 @@ async def _work(args: argparse.Namespace, settings: Settings, keyed: list[tuple[
                 yield judging.PassRates(call, args.batch, stats)
     elif command == "synthesize-tests":
         config = synthesis.LLMConfig(args.llm_url, args.model, args.llm_api_key or os.environ.get("OPENAI_API_KEY"),
-                                     retries=args.retries, backoff_s=args.retry_backoff_s)
+                                     retries=args.retries, backoff_s=args.retry_backoff_s, max_tokens=args.max_tokens)
         async with httpx.AsyncClient() as http:
             yield synthesis.Synthesizer(synthesis.ChatClient(config, http), args.min_tests, args.question_field,
                                         args.program_field, stats)

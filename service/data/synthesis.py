@@ -117,6 +117,7 @@ class LLMConfig:
     timeout_s: float = 300.0
     retries: int = 3
     backoff_s: float = 2.0  # the first wait; doubled after each failure, at most MAX_BACKOFF_S
+    max_tokens: int | None = None  # a cap on each reply's length; None: the endpoint's own limit
 
 
 class ChatClient:
@@ -124,7 +125,10 @@ class ChatClient:
         self.config, self.http = config, http
 
     async def complete(self, messages: list[dict[str, str]]) -> str:
-        body = {"model": self.config.model, "messages": messages, "temperature": self.config.temperature}
+        body: dict[str, Any] = {"model": self.config.model, "messages": messages,
+                                "temperature": self.config.temperature}
+        if self.config.max_tokens is not None:
+            body["max_tokens"] = self.config.max_tokens
         headers = {"Authorization": f"Bearer {self.config.api_key}"} if self.config.api_key else {}
         try:
             response = await self.http.post(self.config.url.rstrip("/") + "/chat/completions", json=body,
