@@ -151,6 +151,49 @@ def test_a_rerun_skips_rows_done_and_cuts_a_torn_write(tmp_path: Path, capsys: p
         cli.main(["data", "pairs", str(source), "--out", str(stranger)])
 
 
+
+def test_rows_are_written_in_input_order_within_a_bounded_window(tmp_path: Path) -> None:
+    import asyncio
+
+    from acecoder_reward.service.data.ledger import REORDER_ROWS_PER_SLOT, Ledger, RowError, process
+
+    keys = [f"r{n:02d}" for n in range(40)]
+    started: list[str] = []
+    ledger = Ledger(tmp_path / "out.jsonl")
+    ledger.open()
+
+    async def work(key: str, row: dict[str, Any]) -> list[dict[str, Any]]:
+        started.append(key)
+        # r00 is by far the slowest, the others finish in reverse order: every row waits for an earlier one
+        await asyncio.sleep(0.3 if key == "r00" else 0.01 * (40 - int(key[1:])) / 40)
+        if key == "r05":
+            raise RowError("bad row")
+        return [{"id": key}]
+
+    failed = asyncio.run(process([(k, {}) for k in keys], work, ledger, concurrency=2))
+    ledger.close()
+    assert failed == [("r05", "bad row")]
+    assert [r["id"] for r in _rows(tmp_path / "out.jsonl")] == [k for k in keys if k != "r05"]
+    assert started == keys  # started in order
+    ledger = Ledger(tmp_path / "stuck.jsonl")
+    ledger.open()
+    seen_by_r00: list[int] = []
+
+    async def stuck(key: str, row: dict[str, Any]) -> list[dict[str, Any]]:
+        if key == "r00":
+            await asyncio.sleep(0.3)
+            seen_by_r00.append(len(started))
+            raise RuntimeError("a bug")
+        started.append(key)
+        return [{"id": key}]
+
+    started.clear()
+    with pytest.raises(ExceptionGroup) as stopped:  # the run stops, it does not hang on the full window
+        asyncio.run(asyncio.wait_for(process([(k, {}) for k in keys], stuck, ledger, concurrency=2), 10))
+    ledger.close()
+    assert stopped.group_contains(RuntimeError, match="a bug")
+    assert seen_by_r00 == [REORDER_ROWS_PER_SLOT * 2 - 1]  # while r00 ran, the window's worth started, no more
+
 # --- filter-tests and pass-rates on HumanEval ----------------------------------------------------------------------
 
 

@@ -91,22 +91,47 @@ def _entry(line: str) -> dict[str, Any] | None:
 Work = Callable[[str, dict[str, Any]], Awaitable[Rows]]  # (row key, row) -> output rows
 
 
+REORDER_ROWS_PER_SLOT = 8  # rows finished early that may wait for an earlier one, per concurrency slot
+
+
 async def process(rows: list[tuple[str, dict[str, Any]]], work: Work, ledger: Ledger, concurrency: int,
                   unit: str = "row") -> list[tuple[str, str]]:
-    """Runs `work` over the (key, row) pairs not yet in the ledger, `concurrency` at once, with a progress bar;
-    each row's output is recorded as soon as it is ready. Returns (key, why) for the rows that raised RowError:
-    they are not recorded, so a rerun tries them again."""
+    """Runs `work` over the (key, row) pairs not yet in the ledger, `concurrency` at once, with a progress bar, and
+    records each row's output in input order: a row finished early waits in a reorder buffer for the rows before
+    it, and no row starts more than `REORDER_ROWS_PER_SLOT * concurrency` rows past the first one not yet
+    recorded, so one slow row bounds the buffer instead of growing it. Returns (key, why) for the rows that raised
+    RowError: they are not recorded, so a rerun tries them again (and writes them after the rows done by then)."""
     todo = [(k, r) for k, r in rows if k not in ledger.done]
     slots = asyncio.Semaphore(concurrency)
+    window = asyncio.Semaphore(REORDER_ROWS_PER_SLOT * concurrency)  # rows started and not yet recorded
+    finished: dict[int, Rows | None] = {}  # by position in `todo`; None: the row failed
     failed: list[tuple[str, str]] = []
+    next_up = 0
+
+    def record_ready() -> None:
+        nonlocal next_up
+        while next_up in finished:
+            made = finished.pop(next_up)
+            if made is not None:
+                ledger.record(todo[next_up][0], made)
+            window.release()
+            next_up += 1
+
     with tqdm(total=len(todo), unit=unit, file=sys.stderr, dynamic_ncols=True) as bar:
-        async def one(key: str, row: dict[str, Any]) -> None:
+        async def one(n: int, key: str, row: dict[str, Any]) -> None:
             async with slots:
                 try:
-                    ledger.record(key, await work(key, row))
+                    finished[n] = await work(key, row)
                 except RowError as exc:
                     failed.append((key, str(exc)))
+                    finished[n] = None
+            record_ready()
             bar.update(1)
 
-        await asyncio.gather(*(one(k, r) for k, r in todo))
+        # Started in order, so the first row not yet recorded always holds a place in the window. A row that
+        # raises anything but RowError cancels this loop and the other rows (the task group), never a hang.
+        async with asyncio.TaskGroup() as group:
+            for n, (key, row) in enumerate(todo):
+                await window.acquire()
+                group.create_task(one(n, key, row))
     return failed
