@@ -404,8 +404,10 @@ def chat_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VllmServer
 
     model = build_tiny_checkpoint(tmp_path_factory.mktemp("tiny-lm") / "model", architecture="Qwen2ForCausalLM",
                                   with_head=False)
+    # A tenth of RAM for its KV cache (the last --gpu-memory-utilization wins): the session's pooling server may
+    # hold its own 0.3 at the same time.
     server = VllmServer(model, tmp_path_factory.mktemp("vllm-generate"), served_model="tiny-lm", runner="generate",
-                        cwd=tmp_path_factory.mktemp("vllm-generate-cwd"))
+                        cwd=tmp_path_factory.mktemp("vllm-generate-cwd"), extra_args=("--gpu-memory-utilization", "0.1"))
     server.start()
     yield server
     server.stop()
