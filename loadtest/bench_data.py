@@ -27,8 +27,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +35,7 @@ import psutil
 from loadtest.gateway_process import REPO
 from loadtest.humaneval_data import load_problems
 from loadtest.make_examples import variants
-from loadtest.queue_processes import QueueStack, RedisServer
+from loadtest.queue_processes import QueueStack, private_queue_stack
 
 
 def build_rows(problems: int, completions: int, seed: int = 0) -> list[dict[str, Any]]:
@@ -98,19 +96,6 @@ def check(got: dict[str, list[float]], questions: int) -> None:
         assert values[0] == 1.0 and min(values) < 1.0, (rid, values)  # a variant may pass every test
 
 
-@contextmanager
-def queue_stack(tmp: Path) -> Iterator[QueueStack]:
-    server = RedisServer(tmp / "redis")
-    server.start()
-    stack = QueueStack(server.url, "bench-data", tmp / "queue", {})
-    try:
-        stack.start(workers=2, concurrency=2)
-        yield stack
-    finally:
-        stack.stop()
-        server.stop()
-
-
 def queue_run(stack: QueueStack, source: Path, out: Path, concurrency: int) -> tuple[float, str]:
     """(wall seconds, where the CPU time went) for one pass-rates run through the queue."""
     assert stack.gateway is not None and stack.gateway.proc is not None
@@ -134,7 +119,8 @@ def main(argv: list[str] | None = None) -> None:
     rows = build_rows(args.problems, args.completions)
     n_rows, n_items = len(rows), sum(len(r["inferences"]) for r in rows)
     walls: dict[str, list[float]] = {"embedded": [], "queue (2 workers x 2)": []}
-    with tempfile.TemporaryDirectory(prefix="bench-data-") as name, queue_stack(Path(name)) as stack:
+    with (tempfile.TemporaryDirectory(prefix="bench-data-") as name,
+          private_queue_stack(Path(name), "bench-data") as stack):
         tmp = Path(name)
         source = tmp / "set.jsonl"
         source.write_text("".join(json.dumps(r) + "\n" for r in rows))

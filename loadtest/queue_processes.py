@@ -9,6 +9,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -192,3 +194,17 @@ class QueueStack:
             except subprocess.TimeoutExpired:
                 self.gateway.proc.kill()
 
+
+@contextmanager
+def private_queue_stack(work: Path, prefix: str, workers: int = 2, concurrency: int = 2,
+                        env: dict[str, str] | None = None) -> Iterator[QueueStack]:
+    """A redis-server of its own under `work`, a gateway and `workers` workers on it; all stopped on exit."""
+    server = RedisServer(work / "redis")
+    server.start()
+    stack = QueueStack(server.url, prefix, work / "queue", env or {})
+    try:
+        stack.start(workers=workers, concurrency=concurrency)
+        yield stack
+    finally:
+        stack.stop()
+        server.stop()

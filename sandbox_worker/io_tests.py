@@ -18,7 +18,6 @@ from acecoder_reward.sandbox_worker.plain_data import Opaque
 
 COMPARE_MODES = ("tokens", "lines", "exact")
 FLOAT_TOLERANCE = 1e-6
-MAX_DETAIL = 120
 
 
 class IOTestsError(ValueError):

@@ -93,8 +93,6 @@ STDLIB_MODULES: dict[str, TrustedModule] = {
     "fractions": TrustedModule("fractions", _FRACTIONS), "decimal": TrustedModule("decimal", _DECIMAL),
     "unittest": TrustedModule("unittest", {"TestCase": TESTCASE_CLASS}),
 }
-# Imports that bind nothing the judge needs but are harmless to skip in the sandbox when no hole uses them.
-TYPING_MODULES = frozenset({"typing", "__future__"})
 
 
 def numpy_modules() -> dict[str, TrustedModule]:

@@ -36,7 +36,7 @@ from acecoder_reward.service.data import rules
 from acecoder_reward.service.openrlhf import OpenRLHFAdapter, load_dataset, question_of, split_query
 from acecoder_reward.service.settings import Settings
 from loadtest.humaneval_data import Problem, load_problems
-from loadtest.queue_processes import QueueStack, RedisServer
+from loadtest.queue_processes import private_queue_stack
 from loadtest.vllm_process import VllmServer
 from tests.conftest import REPO, Gateway, metrics, start_gateway, stop_gateway
 
@@ -286,15 +286,10 @@ def test_pass_rates_through_the_gateway(gateway: Gateway, humaneval: list[Proble
 @pytest.fixture(scope="module")
 def queue_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     """Queue mode on a private redis-server: a gateway and two workers (two programs at once each), token set."""
-    redis_server = RedisServer(tmp_path_factory.mktemp("data-redis"))
-    redis_server.start()
-    stack = QueueStack(redis_server.url, "data", tmp_path_factory.mktemp("data-queue"),
-                       {"ACECODER_SECRET_TOKEN": "data-token"})
-    try:
-        yield stack.start(workers=2, concurrency=2)
-    finally:
-        stack.stop()
-        redis_server.stop()
+    with private_queue_stack(tmp_path_factory.mktemp("data-queue"), "data",
+                             env={"ACECODER_SECRET_TOKEN": "data-token"}) as stack:
+        assert stack.gateway is not None
+        yield stack.gateway
 
 
 def test_filter_tests_and_pass_rates_through_the_redis_queue(queue_gateway: Gateway, humaneval: list[Problem],

@@ -13,7 +13,7 @@ import pytest
 import redis
 
 from acecoder_reward.sandbox_worker.queue_keys import QueueKeys
-from loadtest.queue_processes import SLOW_LIMITS, QueueStack, RedisServer, sleeper
+from loadtest.queue_processes import SLOW_LIMITS, QueueStack, RedisServer, private_queue_stack, sleeper
 from tests.conftest import metrics, post_and_hold, wait_for
 
 JOBS = 4
@@ -25,16 +25,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[QueueStack]:
     """One worker running one program at a time (it claims one more ahead), so most jobs wait in the stream."""
     if not RedisServer.available():
         pytest.fail("queue tests need redis-server on PATH (Debian: apt-get install redis-server)")
-    tmp = tmp_path_factory.mktemp("queue-disconnect")
-    server = RedisServer(tmp / "redis")
-    server.start()
-    s = QueueStack(server.url, f"t{uuid.uuid4().hex[:8]}", tmp, {})
-    try:
-        s.start(workers=1, concurrency=1)
+    with private_queue_stack(tmp_path_factory.mktemp("queue-disconnect"), f"t{uuid.uuid4().hex[:8]}",
+                             workers=1, concurrency=1) as s:
         yield s
-    finally:
-        s.stop()
-        server.stop()
 
 
 def test_a_client_that_leaves_has_its_queued_jobs_withdrawn(stack: QueueStack) -> None:
