@@ -71,7 +71,6 @@ class TestPlan:
     # `and`/`or`/`if` might never look at the hole (stop_on_first_failure stops the run only on these).
     fails_if_raised: bool = True
     scope: Scope = field(default_factory=Scope, repr=False)
-    hole_nodes: tuple[ast.expr, ...] = field(default=(), repr=False)
 
 
 def plan_test(source: str, numpy_allowed: bool = False) -> TestPlan:
@@ -144,7 +143,7 @@ class _Builder:
         outer = self.checks[0] if len(self.checks) == 1 else Checks(self.checks)
         fails = not any(isinstance(n, (Raises, ast.BoolOp, ast.IfExp)) for n in ast.walk(outer))
         return TestPlan(source, holes=tuple(ast.unparse(h) for h in self.holes), outer=outer, setup=setup,
-                        scope=self.scope, hole_nodes=tuple(self.holes), fails_if_raised=fails)
+                        scope=self.scope, fails_if_raised=fails)
 
     # -- bindings
 
