@@ -140,3 +140,13 @@ def _walk(tree: _ast.AST) -> Iterator[_ast.AST]:
                 todo.append(value)
             elif isinstance(value, list):
                 todo.extend(v for v in value if isinstance(v, _ast.AST))
+
+
+def extraction_input(response: str) -> tuple[str, ...]:
+    """What `extract_code` reads of a response, found without parsing anything: the Python fenced blocks
+    (`("blocks", ...)`) or the whole text (`("text", text)`), `<think>` blocks dropped. Equal inputs give equal
+    programs (with several blocks, given equal test names), so this keys the test-result cache on the program
+    rather than the prose around it, at the cost of two regex scans."""
+    text = _THINK.sub("", response)
+    blocks = [body for tag, body in _FENCE.findall(text) if tag.lower() in _PYTHON_TAGS]
+    return ("blocks", *blocks) if blocks else ("text", text)

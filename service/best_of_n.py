@@ -49,7 +49,8 @@ class BestOfN:
         try:
             result = await self.rewards.score(protocol.RewardRequest(items=items, reward=reward,
                                                                      limits=request.limits,
-                                                                     untrusted_tests=request.untrusted_tests))
+                                                                     untrusted_tests=request.untrusted_tests,
+                                                                     cache=request.cache))
         except InvalidRequest as exc:  # named in this request's terms: items.3.response -> candidates.3
             field = _as_candidates(exc.field)
             message = exc.message

@@ -169,7 +169,7 @@ class OpenRLHFAdapter:
                                    if reward == "combined" else None)
         return protocol.RewardRequest(items=items, reward=reward, weights=weights,
                                       tests_reward=body.tests_reward or s.openrlhf_tests_reward,
-                                      untrusted_tests=body.untrusted_tests)
+                                      untrusted_tests=body.untrusted_tests, cache=body.cache)
 
     def _item(self, body: protocol.OpenRLHFRequest, i: int, reward: str) -> protocol.RewardItem:
         try:

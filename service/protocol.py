@@ -28,6 +28,8 @@ UntrustedPolicy = Literal["exclude", "count", "fail"]
 UNTRUSTED_DOC = ("What tests judged inside the candidate's process (judged_in_sandbox; forgeable) do to the reward: "
                  "exclude (neither add nor remove; an item with only such tests gets 0), count (like any test) or "
                  "fail (count as failed). Default: the server's ACECODER_UNTRUSTED_TESTS (exclude).")
+CACHE_DOC = ("false: every item runs, none is answered from the test-result cache or from an identical item in "
+             "flight, and nothing is stored (benchmarks; programs whose outcome varies from run to run).")
 
 
 class RewardItem(StrictModel):
@@ -72,6 +74,7 @@ class RewardRequest(StrictModel):
     untrusted_tests: UntrustedPolicy | None = Field(None, description=UNTRUSTED_DOC)
     weights: Weights | None = Field(None, description="Only with reward=combined; default 1 and 1.")
     limits: LimitsIn | None = None
+    cache: bool = Field(True, description=CACHE_DOC)
 
 
 class TestsOut(BaseModel):
@@ -100,6 +103,8 @@ class ItemOut(BaseModel):
                              "reward with training wrapping, as the model saw it; else null).")
     tests: TestsOut | None = Field(None, description="Set by the tests and combined rewards.")
     model: ModelOut | None = Field(None, description="Set by the model and combined rewards.")
+    cached: bool = Field(False, description="The tests' outcomes came from the test-result cache (or from an "
+                         "identical item run at the same time), not from a run of this item.")
 
 
 class RewardResponse(BaseModel):
@@ -133,6 +138,7 @@ class OpenRLHFRequest(StrictModel):
                                                                  "ACECODER_OPENRLHF_TESTS_REWARD.")
     weights: Weights | None = Field(None, description="Overrides the combined reward's weights.")
     untrusted_tests: UntrustedPolicy | None = Field(None, description=UNTRUSTED_DOC)
+    cache: bool = Field(True, description=CACHE_DOC)
 
 
 class OpenRLHFResponse(BaseModel):
@@ -153,6 +159,7 @@ class BestOfNRequest(StrictModel):
                           "model, tests with tests only, model without tests.")
     untrusted_tests: UntrustedPolicy | None = Field(None, description=UNTRUSTED_DOC)
     limits: LimitsIn | None = None
+    cache: bool = Field(True, description=CACHE_DOC)
 
 
 class BestOfNResponse(BaseModel):
