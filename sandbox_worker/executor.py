@@ -38,6 +38,7 @@ class Limits:
 class ItemResult:
     code: str | None
     tests: judge.TestsResult
+    cached: bool = False  # answered from the test-result cache (service/result_cache.py), not run
 
 
 INLINE_TEST_CHARS = 20_000  # tests this small are planned on the event loop; bigger ones in the parser thread

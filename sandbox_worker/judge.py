@@ -71,12 +71,17 @@ def judge(plans: list[assertions.TestPlan], report: dict[str, Any], stop_on_firs
         outcomes.append(outcome)
         details.append(clean_text(detail))
     if stop_on_first_failure:
-        first = next((i for i, o in enumerate(outcomes) if o != PASS), len(outcomes))
-        for i in range(first + 1, len(outcomes)):
-            outcomes[i], details[i] = NOT_RUN, "not run: an earlier test failed (stop_on_first_failure)"
+        stop_after_first_failure(outcomes, details)
     in_sandbox = [i for i, p in enumerate(plans) if p.in_sandbox]
     return TestsResult(status, outcomes, details, in_sandbox, float(report.get("run_time_s", 0.0)),
                        list(report.get("kills", [])))
+
+
+def stop_after_first_failure(outcomes: list[str], details: list[str | None]) -> None:
+    """Marks every test after the first that did not pass not_run, in place."""
+    first = next((i for i, o in enumerate(outcomes) if o != PASS), len(outcomes))
+    for i in range(first + 1, len(outcomes)):
+        outcomes[i], details[i] = NOT_RUN, "not run: an earlier test failed (stop_on_first_failure)"
 
 
 def _judge_one(plan: assertions.TestPlan, state: dict[str, Any]) -> tuple[str, str | None]:

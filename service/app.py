@@ -28,6 +28,7 @@ from acecoder_reward.service.model_reward import model_rewarder
 from acecoder_reward.service.openrlhf import OpenRLHFAdapter, load_dataset
 from acecoder_reward.service.request_ids import RequestIdMiddleware
 from acecoder_reward.service.request_metrics import RequestMetricsMiddleware
+from acecoder_reward.service.result_cache import open_cache
 from acecoder_reward.service.rewards import Executor, RewardService
 from acecoder_reward.service.settings import Settings
 
@@ -45,8 +46,9 @@ def create_app(settings: Settings) -> FastAPI:
         backend: AbstractAsyncContextManager[Executor] = (
             queued_executor(settings, metrics) if settings.redis_url else embedded_executor(settings))
         dataset = await asyncio.to_thread(load_dataset, Path(settings.dataset_path)) if settings.dataset_path else None
-        async with backend as executor, model_rewarder(settings, metrics) as model:
-            app.state.rewards = RewardService(executor, settings, metrics, model)
+        async with backend as executor, model_rewarder(settings, metrics) as model, \
+                open_cache(settings, metrics) as cache:
+            app.state.rewards = RewardService(executor, settings, metrics, model, cache)
             app.state.openrlhf = OpenRLHFAdapter(app.state.rewards, settings, dataset)
             try:
                 yield

@@ -27,6 +27,16 @@ class Metrics:
         self.program_seconds = Histogram("acecoder_program_run_seconds", "Sandbox wall time per program.",
                                          buckets=LATENCY_BUCKETS, registry=r)
         self.pending_items = Gauge("acecoder_pending_items", "Items accepted and not yet finished.", registry=r)
+        self.test_cache = Counter("acecoder_test_cache_items_total", "Items with tests, by how the test-result "
+                                  "cache answered: hit (stored outcomes), coalesced (an identical item's run in "
+                                  "flight), miss (run), bypass (the request sent cache=false, or the cache is off).",
+                                  ["result"], registry=r)
+        self.test_cache_stored = Counter("acecoder_test_cache_stored_total", "Items whose outcomes were stored (runs "
+                                         "that timed out, were killed or failed are not).", registry=r)
+        self.test_cache_bytes = Gauge("acecoder_test_cache_bytes", "Size of the test-result cache, as last seen.",
+                                      registry=r)
+        self.test_cache_errors = Counter("acecoder_test_cache_errors_total", "Cache operations that failed (the "
+                                         "items then ran), by operation.", ["operation"], registry=r)
         self.rejected = Counter("acecoder_rejected_total", "Requests refused before work, by reason.", ["reason"],
                                 registry=r)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Awaitable, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from acecoder_reward.sandbox_worker import io_tests
 from acecoder_reward.sandbox_worker.executor import ItemResult, Limits
@@ -16,6 +16,9 @@ from acecoder_reward.service.errors import InvalidRequest, Overloaded
 from acecoder_reward.service.metrics import Metrics
 from acecoder_reward.service.model_reward import ModelInput, ModelRewarder
 from acecoder_reward.service.settings import Settings
+
+if TYPE_CHECKING:
+    from acecoder_reward.service.result_cache import ResultCache
 
 
 class Executor(Protocol):
@@ -29,8 +32,9 @@ class Executor(Protocol):
 
 class RewardService:
     def __init__(self, executor: Executor, settings: Settings, metrics: Metrics,
-                 model: ModelRewarder | None = None) -> None:
+                 model: ModelRewarder | None = None, cache: ResultCache | None = None) -> None:
         self.executor = executor
+        self.cache = cache
         self.settings = settings
         self.metrics = metrics
         self.model = model
@@ -61,8 +65,11 @@ class RewardService:
             wire = [wire_tests(i, n) for n, i in enumerate(request.items)]
             # With a binary reward one failure already decides: the rest need not run.
             stops = [i.stop_on_first_failure or request.tests_reward == "binary" for i in request.items]
-            return await self.executor.execute_many([(i.response, t) for i, t in zip(request.items, wire,
-                                                                                     strict=True)], limits, stops)
+            items = [(i.response, t) for i, t in zip(request.items, wire, strict=True)]
+            if self.cache is not None and request.cache:
+                return await self.cache.execute_many(self.executor, items, limits, stops)
+            self.metrics.test_cache.labels("bypass").inc(len(items))
+            return await self.executor.execute_many(items, limits, stops)
         finally:
             self._release(len(request.items))
 
@@ -152,13 +159,15 @@ class RewardService:
         # model the raw response, so a model-only reward ran no program: null.
         code = result.code if result else (
             _code_of(request.items[n]) if self.settings.rm_prompt_format == "training" else None)
-        return protocol.ItemOut(reward=reward, code=code, tests=tests_out, model=model_out)
+        return protocol.ItemOut(reward=reward, code=code, tests=tests_out, model=model_out,
+                                cached=bool(result and result.cached))
 
     def _tests_out(self, result: ItemResult, rule: str,
                    policy: protocol.UntrustedPolicy) -> tuple[protocol.TestsOut, float]:
         t = result.tests
         self.metrics.programs.labels(t.status).inc()
-        self.metrics.program_seconds.observe(t.run_time_s)
+        if not result.cached:
+            self.metrics.program_seconds.observe(t.run_time_s)
         for outcome, count in Counter(t.outcomes).items():  # one labelled update per outcome, not per test
             self.metrics.test_outcomes.labels(outcome).inc(count)
         for reason in t.kills:

@@ -79,6 +79,15 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(64 * MiB, gt=0, description="Request body size, enforced before parsing.")
     max_pending_items: int = Field(20_000, gt=0, description="Items accepted but not finished; past it: 429.")
 
+    test_cache: bool = Field(True, description="Answer a program meeting tests it has met before (same limits) from "
+                             "the test-result cache, and identical items in flight from one run: in this process "
+                             "in embedded mode, in Redis (shared by every gateway) in queue mode. false: every "
+                             "item runs.")
+    test_cache_max_mb: int = Field(256, gt=0, description="Bound on the test-result cache's size (in this process, "
+                                   "or in Redis); least recently used entries go first.")
+    test_cache_ttl_s: float = Field(86_400.0, gt=0, description="Queue mode: a cache entry not used for this long "
+                                    "expires.")
+
     redis_url: SecretStr | None = Field(
         None, description="Queue mode: the gateway queues test jobs on this Redis (redis://[:password@]host:port/db) "
                           "for `acecoder-reward worker` processes; unset: the embedded pool runs them. Workers "
