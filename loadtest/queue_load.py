@@ -77,7 +77,7 @@ def _items() -> itertools.cycle[dict[str, object]]:
 async def _client(http: httpx.AsyncClient, phase: Phase, items: itertools.cycle[dict[str, object]], count: int,
                   until: float, burst: bool) -> None:
     while time.monotonic() < until:
-        body = {"items": [next(items) for _ in range(count)]}
+        body = {"items": [next(items) for _ in range(count)], "cache": False}  # load: runs, not cache hits
         started = time.monotonic()
         try:
             answer = await http.post("/v1/rewards", json=body)

@@ -80,7 +80,7 @@ def _post_forever(stack: QueueStack, batch: int, job_s: float, stop: threading.E
         while not stop.is_set():
             items = [sleeper(next(values), job_s) for _ in range(batch)]
             try:
-                answer = client.post("/v1/rewards", json={"items": items, "limits": SLOW_LIMITS})
+                answer = client.post("/v1/rewards", json={"items": items, "limits": SLOW_LIMITS, "cache": False})
             except httpx.TransportError as exc:
                 outcome.requests_failed.append(repr(exc))
                 continue
