@@ -171,6 +171,7 @@ class ResultCache:
         keys = [item_key(response, tests, context, stop) for (response, tests), stop in zip(items, stops, strict=True)]
         results: list[ItemResult | None] = [None] * len(items)
         leading: dict[bytes, asyncio.Future[ItemResult | None]] = {}
+        leaders: list[int] = []
         following: list[tuple[int, asyncio.Future[ItemResult | None]]] = []
         loop = asyncio.get_running_loop()
         # Claimed before the first await, so no other request can start the same item meanwhile.
@@ -180,7 +181,7 @@ class ResultCache:
                 following.append((i, future))
                 continue
             leading[key.whole] = self._in_flight[key.whole] = loop.create_future()
-        leaders = [next(i for i, k in enumerate(keys) if k.whole == whole) for whole in leading]
+            leaders.append(i)
         try:
             await self._lead(executor, items, limits, stops, keys, leaders, results)
         finally:
