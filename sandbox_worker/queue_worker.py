@@ -1,8 +1,8 @@
 """The queue worker: claims jobs from the Redis stream, runs them in the sandbox, stores results, acknowledges.
 
 Delivery is at least once. A job is acknowledged and deleted in the same script that stores its result, so a
-job is either done (result stored) or still pending. A worker claims up to `concurrency` jobs ahead of its
-slots and keeps every job it holds fresh (idle time reset each heartbeat), so only the jobs of a worker whose
+job is either done (result stored) or still pending. A worker claims up to twice `concurrency` jobs ahead of
+its slots and keeps every job it holds fresh (idle time reset each heartbeat), so only the jobs of a worker whose
 heartbeat stopped, or that stayed untouched past the visibility timeout, are claimed by others. Each claim
 counts a delivery; a job delivered before is claimed and run while nothing else is claimed or runs on that
 worker, so a crash is charged to it alone; past `max_deliveries` it is not run again but dead-lettered with an
@@ -50,26 +50,35 @@ from acecoder_reward.sandbox_worker.queue_keys import DATA_FIELD, GROUP, HANDED_
 log = logging.getLogger(__name__)
 REDIS_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
 READ_BLOCK_MS = 500  # how long a claim waits for work; also how fast the fetcher notices SIGTERM
+# Jobs claimed ahead, per slot. Under load a claim's round trip waits for the worker and Redis to get a CPU
+# behind the programs, and can outlast a job: with one job ahead per slot, slots finished faster than claims
+# came back and sat idle while the stream still held work. Each read still claims at most one job per slot,
+# so idle workers split a small request between them instead of one taking it all.
+CLAIM_AHEAD_PER_SLOT = 2
 FETCH_STOP_SLACK_S = 5.0  # past BLOCK plus this, a claim read at shutdown is taken as wedged
 SHUTDOWN_SLACK_S = 10.0  # stopping takes at most the drain time plus this
 RETRY_S = 0.5
 CANCEL_RETRY_S = 0.1  # at shutdown, a task cut off is cancelled again this often until it ends (see _end)
 CANCEL_WAIT_S = 3.0  # a task cut off that is still running this long after is left behind
-# A job's end, atomic: result to the gateway's reply list (if any), the job to the dead-letter stream (if
-# so), then acknowledge and delete the entry and count the outcome. XACK fails with NOGROUP after a Redis
-# restart; pcall keeps the rest. KEYS: jobs, reply, dead, stats. ARGV: entry id, group, outcome, result,
-# reply ttl (ms), dead-letter data, dead-letter cap.
+# The end of one or more jobs, each atomic: result to its gateway's reply list (if any), the job to the
+# dead-letter stream (if so), then acknowledge and delete the entry and count the outcome. XACK fails with
+# NOGROUP after a Redis restart; pcall keeps the rest. KEYS: jobs, dead, stats, then one reply list per job
+# ('' where it has no result). ARGV: group, reply ttl (ms), dead-letter cap, then per job: entry id,
+# outcome, result, dead-letter data.
 COMMIT_LUA = f"""
-if ARGV[4] ~= '' then
-  redis.call('RPUSH', KEYS[2], ARGV[4])
-  redis.call('PEXPIRE', KEYS[2], ARGV[5])
+for i = 0, (#ARGV - 3) / 4 - 1 do
+  local at = 4 + 4 * i
+  if ARGV[at + 2] ~= '' then
+    redis.call('RPUSH', KEYS[4 + i], ARGV[at + 2])
+    redis.call('PEXPIRE', KEYS[4 + i], ARGV[2])
+  end
+  if ARGV[at + 3] ~= '' then
+    redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', '{DATA_FIELD}', ARGV[at + 3])
+  end
+  redis.pcall('XACK', KEYS[1], ARGV[1], ARGV[at])
+  redis.call('XDEL', KEYS[1], ARGV[at])
+  redis.call('HINCRBY', KEYS[3], ARGV[at + 1], 1)
 end
-if ARGV[6] ~= '' then
-  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[7], '*', '{DATA_FIELD}', ARGV[6])
-end
-redis.pcall('XACK', KEYS[1], ARGV[2], ARGV[1])
-redis.call('XDEL', KEYS[1], ARGV[1])
-redis.call('HINCRBY', KEYS[4], ARGV[3], 1)
 return 1
 """
 
@@ -102,6 +111,18 @@ class Claim:
     deliveries: int  # this one included
 
 
+@dataclass(frozen=True)
+class Ending:
+    """A job's end, to be stored: its result for the gateway (if any), its outcome, its dead letter (if any)."""
+
+    entry_id: bytes
+    reply: str  # the gateway's reply list; '' without a result
+    result: bytes  # b'' without one
+    outcome: str
+    dead_letter: bytes  # b'' unless dead-lettered
+    give_up_ms: int  # Redis clock: past it, storing is abandoned (the gateway no longer waits)
+
+
 class QueueWorker:
     def __init__(self, config: WorkerConfig, executor: TestExecutor, caps: Limits) -> None:
         self.config = config
@@ -115,13 +136,15 @@ class QueueWorker:
         self._stopping = asyncio.Event()
         self._claimed: dict[bytes, Claim] = {}  # result not yet stored: kept fresh, handed back on shutdown
         self._ready: collections.deque[Claim] = collections.deque()  # claimed ahead, waiting for a slot
+        self._ready_max = CLAIM_AHEAD_PER_SLOT * config.concurrency
         self._running = 0
         self._reading = False  # the fetcher waits in XREADGROUP
         self._pause = False  # claim nothing new: a re-delivered job waits to run alone
         self._alone = False  # a re-delivered job runs: start nothing else
         self._changed = asyncio.Condition()
-        self._commits: set[asyncio.Task[None]] = set()
-        self._storing = 0  # results being stored (the tasks above, counted so waiters can be woken)
+        self._to_store: list[tuple[Claim, Ending]] = []
+        self._store_task: asyncio.Task[None] | None = None  # stores `_to_store` until it is empty
+        self._storing = 0  # results waiting or being stored (counted so waiters can be woken)
         self._jobs_done = 0
         self._redis_ok = True
         self._settled_at = 0.0  # monotonic time from which dead-looking workers are believed dead
@@ -172,8 +195,9 @@ class QueueWorker:
         # Jobs still running at the drain time are cut off, and handed back below with the rest.
         with _phase(f"finish {self._running} running jobs"):
             await _end(runners, self._drain_until - time.monotonic(), "job runners")
-        with _phase(f"store {len(self._commits)} results"):
-            await _end(list(self._commits), self._drain_until - time.monotonic() + RETRY_S, "result stores")
+        with _phase(f"store {self._storing} results"):
+            stores = [self._store_task] if self._store_task is not None else []
+            await _end(stores, self._drain_until - time.monotonic() + RETRY_S, "result stores")
         with _phase("stop the heartbeat"):
             self._beating = False
             await _end([heartbeats], 0, "heartbeat")
@@ -205,7 +229,7 @@ class QueueWorker:
     # -- claiming ------------------------------------------------------------------------------------------
 
     async def _fetch(self) -> None:
-        """Keeps up to `concurrency` jobs claimed ahead of the slots, so a slot that finishes a job starts the
+        """Keeps up to `_ready_max` jobs claimed ahead of the slots, so a slot that finishes a job starts the
         next at once instead of waiting on Redis."""
         while not self._stopping.is_set():
             if self.executor.pool.live == 0:  # nothing could run them: leave them to other workers
@@ -213,12 +237,12 @@ class QueueWorker:
                 continue
             async with self._changed:
                 await self._changed.wait_for(lambda: self._stopping.is_set() or (
-                    not self._pause and len(self._ready) < self.config.concurrency))
+                    not self._pause and len(self._ready) < self._ready_max))
             if self._stopping.is_set():
                 return
             self._reading = True
             try:
-                claims = await self._read(self.config.concurrency - len(self._ready))
+                claims = await self._read(min(self.config.concurrency, self._ready_max - len(self._ready)))
                 self._ready.extend(claims)
             except Exception:
                 log.exception("claiming jobs failed; retrying")
@@ -254,7 +278,8 @@ class QueueWorker:
             job = Job.decode(fields)
         except (KeyError, TypeError, ValueError) as exc:
             log.error("dropping malformed job %s: %s", entry_id, exc)
-            await self._commit(entry_id, None, "malformed", dead_letter=repr(fields).encode()[:1 << 20])
+            await self._commit([Ending(entry_id, "", b"", "malformed", repr(fields).encode()[:1 << 20],
+                                       self.clock.now_ms() + 10_000)])
             return None
         claim = Claim(entry_id, job, deliveries)
         self._claimed[entry_id] = claim
@@ -315,41 +340,46 @@ class QueueWorker:
         self._commit_soon(claim, raw, "done")
 
     def _commit_soon(self, claim: Claim, raw: bytes | None, outcome: str, dead_letter: bytes | None = None) -> None:
-        """Stores the result in the background: the slot takes its next job meanwhile."""
+        """Stores the result in the background: the slot takes its next job meanwhile. Results that end while
+        a store is on its way go together in the next one: one round trip for all of them."""
+        reply = claim.job.reply if raw is not None else ""
+        self._to_store.append((claim, Ending(claim.entry_id, reply, raw or b"", outcome, dead_letter or b"",
+                                             claim.job.deadline_ms)))
         self._storing += 1
-        task = asyncio.create_task(self._finish(claim, raw, outcome, dead_letter))
-        self._commits.add(task)
-        task.add_done_callback(self._commits.discard)
+        if self._store_task is None or self._store_task.done():
+            self._store_task = asyncio.create_task(self._store_all())
 
-    async def _finish(self, claim: Claim, raw: bytes | None, outcome: str, dead_letter: bytes | None) -> None:
-        reply = (claim.job, raw) if raw is not None else None
-        try:
-            await self._commit(claim.entry_id, reply, outcome, dead_letter, give_up_ms=claim.job.deadline_ms)
-            self._claimed.pop(claim.entry_id, None)
-            self._jobs_done += outcome == "done"
-        finally:
-            self._storing -= 1
-            await self._notify()
+    async def _store_all(self) -> None:
+        while self._to_store:
+            batch, self._to_store = self._to_store, []
+            try:
+                await self._commit([ending for _, ending in batch])
+                for claim, ending in batch:
+                    self._claimed.pop(claim.entry_id, None)
+                    self._jobs_done += ending.outcome == "done"
+            finally:
+                self._storing -= len(batch)
+                await self._notify()
 
-    async def _commit(self, entry_id: bytes, reply: tuple[Job, bytes] | None, outcome: str,
-                      dead_letter: bytes | None = None, give_up_ms: int | None = None) -> None:
-        """Retried while Redis is away, until the job's deadline: after it the gateway no longer waits (and
-        it queues lost jobs again itself)."""
-        give_up_ms = give_up_ms or self.clock.now_ms() + 10_000
-        keys = [self.keys.jobs, reply[0].reply if reply else "", self.keys.dead, self.keys.stats]
-        args: list[bytes | str | int] = [entry_id, GROUP, outcome, reply[1] if reply else b"",
-                                         int(self.config.result_ttl_s * 1000), dead_letter or b"",
-                                         self.config.dead_letter_max]
-        while True:
+    async def _commit(self, endings: list[Ending]) -> None:
+        """Retried while Redis is away, each result until its job's deadline: after it the gateway no longer
+        waits (and it queues lost jobs again itself)."""
+        while endings:
+            keys = [self.keys.jobs, self.keys.dead, self.keys.stats, *(e.reply for e in endings)]
+            args: list[bytes | str | int] = [GROUP, int(self.config.result_ttl_s * 1000), self.config.dead_letter_max]
+            for e in endings:
+                args += [e.entry_id, e.outcome, e.result, e.dead_letter]
             try:
                 await self._commit_script(keys=keys, args=args)
                 self._redis_up()
                 return
             except (*REDIS_ERRORS, ResponseError) as exc:
                 await self._redis_down(exc)
-                if self.clock.now_ms() > give_up_ms or time.monotonic() > self._drain_until + RETRY_S:
-                    log.warning("dropping the result of entry %s: Redis unusable past its deadline", entry_id)
-                    return
+                now_ms, stopped = self.clock.now_ms(), time.monotonic() > self._drain_until + RETRY_S
+                for e in endings:
+                    if stopped or now_ms > e.give_up_ms:
+                        log.warning("dropping the result of entry %s: Redis unusable past its deadline", e.entry_id)
+                endings = [] if stopped else [e for e in endings if now_ms <= e.give_up_ms]
 
     async def _hand_back(self, claims: list[Claim]) -> None:
         """Unfinished jobs go to the never-live consumer `handed-back`, idle and with this delivery
@@ -447,7 +477,7 @@ class QueueWorker:
         entries = await queue_reclaim.reclaimable(self.redis, self.keys, self.config.name, self.clock.now_ms(),
                                                   self.config.heartbeat_ttl_s, self.config.visibility_timeout_s)
         for entry in entries:
-            if int(entry["times_delivered"]) > 0 or len(self._ready) >= self.config.concurrency:
+            if int(entry["times_delivered"]) > 0 or len(self._ready) >= self._ready_max:
                 continue
             # Handed back by a draining worker: an ordinary job, claimed ahead like any other.
             taken = await queue_reclaim.claim(self.redis, self.keys, self.config.name, entry)

@@ -187,9 +187,9 @@ def test_queue_full_is_429_with_retry_after(stack: QueueStack, redis_server: Red
 
 def test_request_deadline_withdraws_leftover_jobs(stack: QueueStack, redis_server: RedisServer,
                                                   tmp_path: Path) -> None:
-    """4 slots (2 workers x 2), each worker claiming 2 ahead; 12 jobs of 1.5 s; a 2 s deadline. The answer is
-    a 504 at 2 s; the gateway withdraws the 8 unfinished jobs; the 4 running finish for nobody and the 4
-    claimed ahead are dropped by their workers (or skipped past their deadline), never run."""
+    """4 slots (2 workers x 2), each worker claiming up to 4 ahead; 12 jobs of 1.5 s; a 2 s deadline. The
+    answer is a 504 at 2 s; the gateway withdraws the 8 unfinished jobs; the 4 running finish for nobody and
+    the 4 still claimed ahead are dropped by their workers (or skipped past their deadline), never run."""
     short = QueueStack(stack.redis_url, stack.prefix, tmp_path, stack.env)
     gateway = short.start_gateway(ACECODER_QUEUE_REQUEST_TIMEOUT_S="2")
     before = stats(redis_server, stack)
@@ -378,8 +378,8 @@ def test_redis_restart_mid_load_loses_no_accepted_job(tmp_path: Path) -> None:
             assert gateway is not None
             thread, out = post_in_background(gateway, {"items": [sleeper(n, 0.5) for n in range(12)],
                                                        "limits": SLOW_LIMITS})
-            # Each worker holds two jobs (one running, one claimed ahead); the other 8 wait in the stream.
-            wait_for(lambda: sum(holder_of(server.client(), s).values()) == 4, what="both workers busy")
+            # Each worker holds three jobs (one running, two claimed ahead); the other 6 wait in the stream.
+            wait_for(lambda: sum(holder_of(server.client(), s).values()) == 6, what="both workers busy")
             server.stop()
             with gateway.client(timeout=10) as c:
                 down = c.post("/v1/rewards", json={"items": [sleeper(1, 0)]})

@@ -22,7 +22,7 @@ JOB_S = 5.0  # far longer than the client stays: none finishes before it leaves
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[QueueStack]:
-    """One worker running one program at a time (it claims one more ahead), so most jobs wait in the stream."""
+    """One worker running one program at a time (it claims two more ahead), so most jobs wait in the stream."""
     if not RedisServer.available():
         pytest.fail("queue tests need redis-server on PATH (Debian: apt-get install redis-server)")
     with private_queue_stack(tmp_path_factory.mktemp("queue-disconnect"), f"t{uuid.uuid4().hex[:8]}",
@@ -53,7 +53,7 @@ def test_a_client_that_leaves_has_its_queued_jobs_withdrawn(stack: QueueStack) -
         connection.close()
     wait_for(lambda: r.xlen(keys.jobs) == 0, "withdrawal of the jobs", timeout_s=10)
     assert counter("withdrawn") - before["withdrawn"] == JOBS  # none had finished when the client left
-    # The worker finishes the job it was running (for nobody) and drops the one it had claimed ahead.
+    # The worker finishes the job it was running (for nobody) and drops the ones it had claimed ahead.
     wait_for(lambda: worker_idle(), "idle worker", timeout_s=3 * JOB_S)
     assert counter("done") - before["done"] <= 1, "withdrawn jobs were run"
     assert metrics(stack.gateway.url)[gone] == gone_before + 1
