@@ -1,7 +1,7 @@
 """Benchmark: queue mode (1 and 2 worker processes) against local mode, on the HumanEval canonical set.
 
 Run: `.venv/bin/python -m loadtest.bench_queue [--rounds N] [--batch K] [--concurrency C] [--no-one-request]
-[--baseline REV]`
+[--baseline REV] [--worker-concurrency N]`
 
 In one run on one machine it:
 1. starts a private redis-server, a local-mode gateway, and two queue-mode stacks (a gateway with 1 worker,
@@ -99,7 +99,7 @@ def baseline_source(rev: str) -> Iterator[Path]:
 
 
 @contextmanager
-def services(work: Path, baseline: Path | None) -> Iterator[dict[str, Any]]:
+def services(work: Path, baseline: Path | None, worker_concurrency: int) -> Iterator[dict[str, Any]]:
     """The gateways by name: local, queue-1, queue-2 and, with a baseline, queue-2@base."""
     server = RedisServer(work / "redis")
     server.start()
@@ -112,7 +112,7 @@ def services(work: Path, baseline: Path | None) -> Iterator[dict[str, Any]]:
     try:
         for n, stack in stacks.values():
             for _ in range(n):
-                stack.start_worker(concurrency=Settings().resolved_pool_size(), ACECODER_LOG_LEVEL="warning")
+                stack.start_worker(concurrency=worker_concurrency, ACECODER_LOG_LEVEL="warning")
             stack.start_gateway()
             stack.wait_workers(n)
         urls = {"local": local.url, **{name: stack.gateway.url for name, (_, stack) in stacks.items()
@@ -269,7 +269,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     with ExitStack() as stack:
         baseline = stack.enter_context(baseline_source(args.baseline)) if args.baseline else None
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-queue-")))
-        up = stack.enter_context(services(tmp, baseline))
+        up = stack.enter_context(services(tmp, baseline, args.worker_concurrency))
         urls: dict[str, str] = up["urls"]
         walls = throughput_rounds(urls, problems, shapes, args.rounds)
         # On uvloop, as the gateway runs (uvicorn picks it).
@@ -280,7 +280,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     queues = [name for name in urls if name != "local"]
     return {
         "machine": machine(), "programs": n, "rounds": args.rounds, "cache": CACHE_NOTE,
-        "baseline": args.baseline,
+        "baseline": args.baseline, "worker_concurrency": args.worker_concurrency,
         "shapes": {s.name: {"describe": s.describe(),
                             "throughput": {k: rate_stats(n, v) for k, v in walls[s.name].items()},
                             "over_local": {q: paired(walls[s.name], q) for q in queues}} for s in shapes},
@@ -294,7 +294,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def print_report(f: dict[str, Any]) -> None:
     print(f"HumanEval canonical set, {f['programs']} programs, {f['rounds']} interleaved rounds; "
-          f"{f['machine']['nproc']} CPUs; {f['cache']}")
+          f"{f['machine']['nproc']} CPUs; {f['worker_concurrency']} programs at once per worker; {f['cache']}")
     for shape in f["shapes"].values():
         print(f" {shape['describe']}:")
         for name, t in shape["throughput"].items():
@@ -324,6 +324,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-one-request", dest="one_request", action="store_false",
                         help="skip the second shape, one request of all 164 items")
     parser.add_argument("--baseline", metavar="REV", help="also run REV's queue code (a gateway, 2 workers)")
+    parser.add_argument("--worker-concurrency", type=int, default=Settings().resolved_pool_size(),
+                        help="programs each worker runs at once (default: the pool's default size, as the local "
+                             "gateway's; the workers share this machine's CPUs)")
     parser.add_argument("--seq-repeats", type=int, default=2, help="passes of one-at-a-time jobs (default 2)")
     args = parser.parse_args(argv)
     if not RedisServer.available():
