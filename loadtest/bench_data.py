@@ -68,7 +68,7 @@ def tree_cpu_s(pid: int) -> tuple[float, float]:
 def run_cli(source: Path, out: Path, concurrency: int, *service: str) -> tuple[float, tuple[float, float]]:
     """(wall seconds, CPU seconds of the CLI's process and of its descendants) for one pass-rates run."""
     command = [sys.executable, "-m", "acecoder_reward.service.cli", "data", "pass-rates", str(source), "--out",
-               str(out), "--concurrency", str(concurrency), *service]
+               str(out), "--concurrency", str(concurrency), "--no-cache", *service]
     started = time.monotonic()
     proc = psutil.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     cpu = (0.0, 0.0)
@@ -124,6 +124,7 @@ def main(argv: list[str] | None = None) -> None:
         tmp = Path(name)
         source = tmp / "set.jsonl"
         source.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        print("cache off (--no-cache): every completion runs, a repeated one too")
         print(f"set: {n_rows} questions x {args.completions} completions = {n_items}; CPUs: {psutil.cpu_count()}; "
               f"CLI --concurrency {args.concurrency}; {args.rounds} rounds")
         for n in range(args.rounds):

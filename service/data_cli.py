@@ -61,6 +61,9 @@ def _command(sub: Any, name: str, summary: str) -> argparse.ArgumentParser:
 def _service(command: argparse.ArgumentParser) -> None:
     command.add_argument("--url", help="a running service; default: in process, configured by ACECODER_* settings")
     command.add_argument("--token", help="bearer token for --url (default: ACECODER_REWARD_TOKEN)")
+    command.add_argument("--no-cache", action="store_true", help="run every completion, even one identical to "
+                         "another (the test-result cache is on by default: a question's repeated completions run "
+                         "once)")
 
 
 def run(args: argparse.Namespace, settings: Settings) -> None:

@@ -288,3 +288,19 @@ def test_a_cache_that_fails_costs_speed_not_requests(cluster: tuple[QueueStack, 
         assert metrics(stack.gateway.url).get('acecoder_test_cache_errors_total{operation="store"}', 0) >= 1
     finally:
         r.delete(bytes_key)
+
+
+def test_the_data_commands_in_process_use_the_cache_unless_told_not_to() -> None:
+    from acecoder_reward.service.data import callers
+    from acecoder_reward.service.settings import Settings
+
+    body = {"items": [{"response": fresh_add(), "tests": ADD_TESTS}] * 2}
+
+    async def scenario() -> None:
+        async with callers.in_process(Settings(pool_size=1)) as call:
+            first, again = await call(body), await call(body)
+        assert [i["cached"] for i in first["items"]] == [False, True]
+        assert [i["cached"] for i in again["items"]] == [True, True]
+        async with callers.in_process(Settings(pool_size=1), cache=False) as call:
+            assert [i["cached"] for i in (await call(body))["items"]] == [False, False]
+    asyncio.run(scenario())

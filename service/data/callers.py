@@ -28,17 +28,21 @@ MAX_WAIT_S = 30.0
 
 
 @asynccontextmanager
-async def in_process(settings: Settings) -> AsyncIterator[Caller]:
+async def in_process(settings: Settings, cache: bool = True) -> AsyncIterator[Caller]:
+    """With `cache` (and ACECODER_TEST_CACHE on), repeated completions of a question run once, as on a gateway."""
     from acecoder_reward.service.executors import embedded_executor
     from acecoder_reward.service.metrics import Metrics
+    from acecoder_reward.service.result_cache import open_cache
     from acecoder_reward.service.rewards import RewardService
 
-    async with embedded_executor(settings) as executor:
-        rewards = RewardService(executor, settings, Metrics())
+    metrics = Metrics()
+    async with embedded_executor(settings) as executor, open_cache(settings, metrics) as results:
+        rewards = RewardService(executor, settings, metrics, cache=results)
 
         async def call(body: dict[str, Any]) -> dict[str, Any]:
             try:
-                return (await rewards.score(protocol.RewardRequest.model_validate(body))).model_dump()
+                request = protocol.RewardRequest.model_validate(body if cache else {**body, "cache": False})
+                return (await rewards.score(request)).model_dump()
             except ValidationError as exc:
                 raise RowError(f"refused: {exc.errors()[0]['msg']}") from exc
             except InvalidRequest as exc:
@@ -50,13 +54,13 @@ async def in_process(settings: Settings) -> AsyncIterator[Caller]:
 
 
 @asynccontextmanager
-async def remote(url: str, token: str | None) -> AsyncIterator[Caller]:
+async def remote(url: str, token: str | None, cache: bool = True) -> AsyncIterator[Caller]:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     async with httpx.AsyncClient(base_url=url.rstrip("/"), timeout=600, headers=headers) as http:
         async def call(body: dict[str, Any]) -> dict[str, Any]:
             for attempt in range(RETRIES + 1):
                 try:
-                    response = await http.post("/v1/rewards", json=body)
+                    response = await http.post("/v1/rewards", json=body if cache else {**body, "cache": False})
                 except httpx.TransportError as exc:
                     if attempt == RETRIES:
                         raise SystemExit(f"{url}: {type(exc).__name__}: {exc}") from exc

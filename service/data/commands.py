@@ -66,7 +66,8 @@ async def _work(args: argparse.Namespace, settings: Settings, keyed: list[tuple[
     command = args.data_command
     if command in ("filter-tests", "pass-rates"):
         token = args.token or os.environ.get("ACECODER_REWARD_TOKEN")
-        caller = callers.remote(args.url, token) if args.url else callers.in_process(settings)
+        cache = not args.no_cache
+        caller = callers.remote(args.url, token, cache) if args.url else callers.in_process(settings, cache)
         async with caller as call:
             if command == "filter-tests":
                 yield judging.ReferenceFilter(call, judging.Reference(args.reference_field, args.reference_model),
