@@ -8,6 +8,7 @@ import asyncio
 import json
 import subprocess
 import time
+import uuid
 import venv
 from pathlib import Path
 
@@ -53,6 +54,19 @@ def test_async_client_sends_chunks_concurrently(gateway: Gateway, humaneval_subs
             return (await client.score(_items(humaneval_subset[:10]), tests_reward="binary")).rewards
 
     assert asyncio.run(run()) == [1.0, 0.0] * 10
+
+
+def test_client_reports_cached_items_and_can_turn_the_cache_off(gateway: Gateway) -> None:
+    item = Item(response=f"# {uuid.uuid4().hex}\ndef f(x):\n    return x + 1\n", tests=["assert f(1) == 2"])
+    with RewardClient(gateway.url) as client:
+        assert [i.cached for i in client.score([item, item]).items] == [False, True]
+        assert [i.cached for i in client.score([item]).items] == [True]
+        assert [i.cached for i in client.score([item, item], cache=False).items] == [False, False]
+
+    async def run() -> list[bool]:
+        async with AsyncRewardClient(gateway.url) as client:
+            return [i.cached for i in (await client.score([item], cache=False)).items]
+    assert asyncio.run(run()) == [False]
 
 
 def test_client_raises_typed_errors_naming_the_field(gateway: Gateway) -> None:

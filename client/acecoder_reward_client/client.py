@@ -40,9 +40,11 @@ class RetryPolicy:
 
 
 def _body(items: Sequence[ItemLike], reward: Reward, tests_reward: TestsReward, weights: dict[str, float] | None,
-          limits: Limits | None) -> dict[str, Any]:
+          limits: Limits | None, cache: bool) -> dict[str, Any]:
     body: dict[str, Any] = {"items": [i.to_json() if isinstance(i, Item) else dict(i) for i in items],
                             "reward": reward, "tests_reward": tests_reward}
+    if not cache:  # sent only when off: servers from before the test-result cache refuse the field
+        body["cache"] = False
     if weights is not None:
         body["weights"] = weights
     if limits is not None:
@@ -84,9 +86,11 @@ class RewardClient:
                                   transport=transport)
 
     def score(self, items: Sequence[ItemLike], *, reward: Reward = "tests", tests_reward: TestsReward = "pass_rate",
-              weights: dict[str, float] | None = None, limits: Limits | None = None) -> RewardResult:
-        """Rewards in item order; batches larger than `chunk_size` go as several requests, one after another."""
-        parts = [self.post("/v1/rewards", _body(chunk, reward, tests_reward, weights, limits))
+              weights: dict[str, float] | None = None, limits: Limits | None = None,
+              cache: bool = True) -> RewardResult:
+        """Rewards in item order; batches larger than `chunk_size` go as several requests, one after another.
+        `cache=False`: every item runs, none is answered from the server's test-result cache."""
+        parts = [self.post("/v1/rewards", _body(chunk, reward, tests_reward, weights, limits, cache))
                  for chunk in _chunks(items, self.chunk_size)]
         return _result(parts)
 
@@ -129,11 +133,12 @@ class AsyncRewardClient:
 
     async def score(self, items: Sequence[ItemLike], *, reward: Reward = "tests",
                     tests_reward: TestsReward = "pass_rate", weights: dict[str, float] | None = None,
-                    limits: Limits | None = None) -> RewardResult:
-        """Rewards in item order; chunks of `chunk_size` go concurrently (at most `max_concurrent_chunks`)."""
+                    limits: Limits | None = None, cache: bool = True) -> RewardResult:
+        """Rewards in item order; chunks of `chunk_size` go concurrently (at most `max_concurrent_chunks`).
+        `cache=False`: every item runs, none is answered from the server's test-result cache."""
         async def one(chunk: Sequence[ItemLike]) -> dict[str, Any]:
             async with self._slots:
-                return await self.post("/v1/rewards", _body(chunk, reward, tests_reward, weights, limits))
+                return await self.post("/v1/rewards", _body(chunk, reward, tests_reward, weights, limits, cache))
 
         parts = await asyncio.gather(*(one(c) for c in _chunks(items, self.chunk_size)))
         return _result(parts)

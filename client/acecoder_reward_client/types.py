@@ -72,6 +72,7 @@ class ItemResult:
     code: str | None
     tests: TestsResult | None
     model_score: float | None
+    cached: bool = False  # the outcomes came from the server's test-result cache
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ItemResult:
@@ -79,7 +80,7 @@ class ItemResult:
         model = data.get("model")
         return cls(reward=float(data["reward"]), code=data.get("code"),
                    tests=TestsResult.from_json(tests) if tests else None,
-                   model_score=float(model["score"]) if model else None)
+                   model_score=float(model["score"]) if model else None, cached=bool(data.get("cached", False)))
 
 
 @dataclass(frozen=True)
