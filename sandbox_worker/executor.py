@@ -11,7 +11,7 @@ import asyncio
 import functools
 import marshal
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -41,6 +41,7 @@ class ItemResult:
     cached: bool = False  # answered from the test-result cache (service/result_cache.py), not run
 
 
+OnResult = Callable[[int, ItemResult], None]  # (index in the batch, its result), called as each item finishes
 INLINE_TEST_CHARS = 20_000  # tests this small are planned on the event loop; bigger ones in the parser thread
 INLINE_REPORT_BYTES = 64 * 1024  # reports this small are judged on the event loop; bigger ones in a thread
 
@@ -57,11 +58,21 @@ class TestExecutor:
         self._parse_lock = threading.Lock()
 
     async def execute_many(self, items: Sequence[tuple[str, list[Any]]], limits: Limits,
-                           stop_on_first_failure: Sequence[bool] | None = None) -> list[ItemResult]:
-        """Items of one request run concurrently on the pool; each is judged on its own."""
+                           stop_on_first_failure: Sequence[bool] | None = None,
+                           on_result: OnResult | None = None) -> list[ItemResult]:
+        """Items of one request run concurrently on the pool; each is judged on its own, and handed to
+        `on_result(k, result)` as it finishes."""
         stops = stop_on_first_failure or [False] * len(items)
-        return list(await asyncio.gather(*(self.execute(response, tests, limits, stop)
-                                           for (response, tests), stop in zip(items, stops, strict=True))))
+
+        async def one(k: int, response: str, tests: list[Any], stop: bool) -> ItemResult:
+            result = await self.execute(response, tests, limits, stop)
+            if on_result is not None:
+                on_result(k, result)
+            return result
+
+        return list(await asyncio.gather(*(one(k, response, tests, stop)
+                                           for k, ((response, tests), stop) in enumerate(zip(items, stops,
+                                                                                             strict=True)))))
 
     def health(self) -> tuple[bool, dict[str, object]]:
         live = self.pool.live

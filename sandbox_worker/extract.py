@@ -14,7 +14,9 @@ import re
 from collections.abc import Iterator
 
 _THINK = re.compile(r"<think>.*?(?:</think>|\Z)", re.DOTALL | re.IGNORECASE)
-_FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
+# Possessive quantifiers: a fence whose line never ends must fail in one pass, not try every split of the line
+# between tag and rest (quadratic: seconds for one hostile response of 64k characters).
+_FENCE = re.compile(r"```[ \t]*+([A-Za-z0-9_+-]*+)[^\n]*+\n(.*?)(?:```|\Z)", re.DOTALL)
 _PYTHON_TAGS = {"", "python", "python3", "py"}
 MAX_SCAN_LINES = 1000
 MAX_PARSE_CHARS = 2_000_000  # bounds the search on hostile prose (~0.1-1 s of parsing)

@@ -1,9 +1,9 @@
 """Where the test-result cache keeps its entries: in this process (embedded mode) or in Redis (queue mode).
 
 An entry belongs to one program under one context (limits, allowed modules, judge version) and holds one
-field per test plus the `code` field (the extracted program and the run's status). Fields are only ever
-added, never overwritten: the first run recorded is the one every repeat gets. Both stores are bounded in
-bytes and evict the least recently used entry first; the Redis one also expires entries after a TTL.
+field per test (keyed by the tests up to it) and one per test list (the run's status and code). Fields are
+only ever added, never overwritten: the first run recorded is the one every repeat gets. Both stores are
+bounded in bytes and evict the least recently used entry first; the Redis one also expires entries after a TTL.
 """
 
 from __future__ import annotations
@@ -14,11 +14,10 @@ from typing import Any, Protocol
 
 import redis.asyncio as aioredis
 
-CODE_FIELD = b"code"
-# Per-field and per-entry bookkeeping on top of the bytes themselves (dict slots, Redis hash nodes), so the
-# bound tracks real memory rather than payload alone.
-FIELD_OVERHEAD = 64
-ENTRY_OVERHEAD = 256
+# Per-field and per-entry bookkeeping on top of the bytes themselves (two bytes objects and a dict slot per
+# field here, hash nodes in Redis), so the bound tracks real memory rather than payload alone.
+FIELD_OVERHEAD = 112
+ENTRY_OVERHEAD = 512
 
 
 class CacheStore(Protocol):
@@ -85,9 +84,11 @@ class MemoryStore:
         self.bytes = 0
 
 
+# Both scripts start with a shebang and no flags: Redis refuses them while it is over maxmemory (the cache then
+# misses and stores nothing), instead of letting the cache grow past what the job queue may use.
 # KEYS[1]: the LRU index (zset: entry key -> last use, ms); KEYS[2..]: entries. ARGV[1]: TTL (ms); then per
 # entry: its field count and the fields. A hit refreshes the entry's TTL and its place in the index.
-GET_LUA = """
+GET_LUA = """#!lua
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local ttl = tonumber(ARGV[1])
@@ -115,7 +116,7 @@ return out
 # TTL (ms); ARGV[2]: the byte bound; then per entry: its field count and field, value pairs. Expired entries
 # leave the index first, then the least recently used go until the total is within the bound. Returns the
 # total. Evicted keys are not in KEYS: this runs on one Redis, never a cluster (the queue's own assumption).
-PUT_LUA = f"""
+PUT_LUA = f"""#!lua
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local ttl = tonumber(ARGV[1])
@@ -132,7 +133,11 @@ for i = 4, #KEYS do
   local n = tonumber(ARGV[a])
   local added = 0
   if redis.call('EXISTS', KEYS[i]) == 0 then
-    redis.call('HDEL', KEYS[2], KEYS[i])  -- expired and not yet pruned: its old size no longer counts
+    local old = redis.call('HGET', KEYS[2], KEYS[i])  -- expired (or evicted), not yet pruned: its size goes
+    if old then
+      redis.call('DECRBY', KEYS[3], old)
+      redis.call('HDEL', KEYS[2], KEYS[i])
+    end
     added = {ENTRY_OVERHEAD} + #KEYS[i]
   end
   for j = 1, n do

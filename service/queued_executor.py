@@ -26,7 +26,7 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from acecoder_reward.sandbox_worker import log_context
-from acecoder_reward.sandbox_worker.executor import ItemResult, Limits
+from acecoder_reward.sandbox_worker.executor import ItemResult, Limits, OnResult
 from acecoder_reward.sandbox_worker.job_queue import (
     Job,
     QueuedResult,
@@ -71,12 +71,14 @@ class _Request:
 
     remaining: int
     done: asyncio.Future[None]
+    on_result: OnResult | None = None  # told of each item as its result arrives
 
 
 @dataclass
 class _Waiting:
     job: Job
     request: _Request
+    index: int  # in its request
     result: QueuedResult | None = None
     started: float = field(default_factory=time.monotonic)
     entry_id: bytes | None = None
@@ -127,16 +129,17 @@ class QueuedExecutor:
     # -- requests ------------------------------------------------------------------------------------------
 
     async def execute_many(self, items: Sequence[tuple[str, list[Any]]], limits: Limits,
-                           stop_on_first_failure: Sequence[bool] | None = None) -> list[ItemResult]:
+                           stop_on_first_failure: Sequence[bool] | None = None,
+                           on_result: OnResult | None = None) -> list[ItemResult]:
         self._check_ready()
         stops = stop_on_first_failure or [False] * len(items)
         now_ms = self.clock.now_ms()
         timeout_s = self.config.request_timeout_s
-        request = _Request(len(items), asyncio.get_running_loop().create_future())
+        request = _Request(len(items), asyncio.get_running_loop().create_future(), on_result)
         waits = [_Waiting(Job(f"{self.gateway_id}:{next(self._seq)}", self.keys.reply(self.gateway_id),
                               now_ms + int(timeout_s * 1000), now_ms, response, tests, limits.__dict__,
-                              log_context.request_id.get(), stop), request)
-                 for (response, tests), stop in zip(items, stops, strict=True)]
+                              log_context.request_id.get(), stop), request, k)
+                 for k, ((response, tests), stop) in enumerate(zip(items, stops, strict=True))]
         for w in waits:
             self._waiting[w.job.id] = w
         try:
@@ -228,6 +231,11 @@ class QueuedExecutor:
         waiting.result = result
         request = waiting.request
         request.remaining -= 1
+        if request.on_result is not None and not request.done.done():
+            try:
+                request.on_result(waiting.index, result.item)
+            except Exception:  # the caller's hook must never stop the reply loop
+                log.exception("on_result failed for job %s", result.job_id)
         if request.remaining == 0 and not request.done.done():  # done already: the caller went away
             request.done.set_result(None)
         added = max(0.0, time.monotonic() - waiting.started - result.run_s)

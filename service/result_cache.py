@@ -3,18 +3,20 @@
 An RL group samples one prompt 8-16 times, and once the code is extracted many samples are the same
 program; the next epoch, or an evaluation rerun, sends them again. Keys:
 - the entry: the program (what extraction reads of the response: its fenced Python blocks, or the whole
-  text; never the prose around them) and the context (limits, allowed modules, test format, judge version);
-- one field per test: the test source, or the whole I/O case with its expected output and compare mode.
-Items identical in all of that and in `stop_on_first_failure` are also coalesced while in flight: the
-repeats within one large request (verl) or across concurrent one-item requests (OpenRLHF) wait for the one
-run instead of each starting their own.
+  text; never the prose around them) and the context (limits, allowed modules, judge version);
+- in it, one field per test, keyed by that test and every test before it (the tests share the run's process,
+  so a test's outcome may depend on those before it), and one per test list and stop_on_first_failure,
+  holding the run's status and code.
+Items identical in all of that are also coalesced while in flight: the repeats within one large request (verl)
+or across concurrent one-item requests (OpenRLHF) wait for the one run instead of each starting their own, and
+each gets its result as soon as that item is done.
 
-What is stored: pass, fail and error outcomes of runs that ended normally (status ok, no_code,
-syntax_error, runtime_error, exited) and that nothing ended from outside. Timeouts, memory kills, output
-floods, crashes and infrastructure errors depend on the run, so they are never stored, and neither is any
-other test of such a run. An item is answered from the cache only when all of its tests are there (or,
-with stop_on_first_failure, every test up to the first that did not pass): it never mixes fresh and cached
-outcomes, since tests run in order in one process and may share its state.
+What is stored: pass, fail and error outcomes of runs that ended normally (status ok; for no_code,
+syntax_error, runtime_error and exited, every outcome) and that nothing ended from outside. Timeouts, memory
+kills, output floods, crashes and infrastructure errors depend on the run, so they are never stored, and
+neither is any other test of such a run, nor a test the judge decides on a clock (unittest's regex checks). An
+item is answered from the cache only when its list's status and all of its tests are there (or, with
+stop_on_first_failure, every test up to the first that did not pass): never half fresh, half cached.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import json
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,7 +40,7 @@ from acecoder_reward.sandbox_worker import judge
 from acecoder_reward.sandbox_worker.executor import ItemResult, Limits
 from acecoder_reward.sandbox_worker.extract import extraction_input
 from acecoder_reward.sandbox_worker.job_queue import connect
-from acecoder_reward.service.cache_stores import CODE_FIELD, CacheStore, MemoryStore, RedisStore
+from acecoder_reward.service.cache_stores import CacheStore, MemoryStore, RedisStore
 from acecoder_reward.service.metrics import Metrics
 from acecoder_reward.service.settings import Settings
 
@@ -52,6 +54,8 @@ CACHE_FORMAT = 1  # bump when what an entry means changes: old entries then simp
 PROGRAM_FAILED = frozenset({"no_code", "syntax_error", "runtime_error", "exited"})
 CACHEABLE_STATUSES = PROGRAM_FAILED | {"ok"}
 CACHEABLE_OUTCOMES = frozenset({judge.PASS, judge.FAIL, judge.ERROR})
+UNSHARED_S = 60.0  # after a run that could not be shared (a timeout, a kill), identical items run without waiting
+UNSHARED_MAX = 10_000
 
 
 def _judge_version() -> str:
@@ -69,8 +73,9 @@ JUDGE_VERSION = _judge_version()
 @dataclass(frozen=True)
 class ItemKey:
     entry: str  # the program under its context: the store's key
-    tests: tuple[bytes, ...]  # one digest per test: the entry's fields
+    fields: tuple[bytes, ...]  # the entry's fields: the run's status and code, then one per test
     whole: bytes  # the item as a whole, stop_on_first_failure included: what in-flight coalescing matches
+    clocked: frozenset[int] = frozenset()  # tests the judge decides on a clock: never stored
 
 
 def _digest(*parts: bytes) -> bytes:
@@ -89,9 +94,13 @@ def _test_bytes(test: Any) -> bytes:
     if isinstance(test, str):
         return b"a" + _text(test)
     try:
-        return b"d" + orjson.dumps(test, option=orjson.OPT_SORT_KEYS)
-    except orjson.JSONEncodeError:  # lone surrogates in an I/O case: orjson refuses them, json escapes them
-        return b"d" + json.dumps(test, sort_keys=True).encode()
+        data = orjson.dumps(test, option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONEncodeError:  # lone surrogates or huge ints in an I/O case: orjson refuses them
+        data = b"null"
+    if b"null" not in data:
+        return b"o" + data
+    # orjson writes NaN and the infinities as null, as it writes None: the json module keeps them apart.
+    return b"j" + json.dumps(test, sort_keys=True).encode()
 
 
 def context_of(limits: Limits, allowed_modules: Sequence[str]) -> bytes:
@@ -113,17 +122,33 @@ def _assert_digest(test: str) -> bytes:
 
 def item_key(response: str, tests: Sequence[Any], context: bytes, stop: bool) -> ItemKey:
     program = extraction_input(response)
-    digests = tuple(_assert_digest(t) if isinstance(t, str) else _digest(_test_bytes(t)) for t in tests)
+    digests = [_assert_digest(t) if isinstance(t, str) else _digest(_test_bytes(t)) for t in tests]
     parts = [context, *(_text(p) for p in program)]
     if len(program) > 2:  # several fenced blocks: the names the tests call choose one, so the tests belong in
-        parts.append(b"".join(digests))
+        parts.extend(digests)
     entry = _digest(*parts).hex()
-    return ItemKey(entry, digests, _digest(entry.encode(), *digests, b"stop" if stop else b"all"))
+    # Test i's outcome may depend on every test before it (they share the run's process): its field is keyed
+    # by the whole prefix. The run's status and code depend on the whole list and on the stop.
+    chain, prefixes = b"", []
+    for digest in digests:
+        chain = _digest(chain, digest)
+        prefixes.append(b"t" + chain)
+    status = b"s" + _digest(chain, b"stop" if stop else b"all")
+    # unittest's regex checks run the test's pattern over the candidate's text under a time limit: their
+    # verdict may differ from run to run.
+    clocked = frozenset(i for i, t in enumerate(tests) if isinstance(t, str) and "Regex" in t)
+    return ItemKey(entry, (status, *prefixes), _digest(entry.encode(), status), clocked)
+
+
+def _copy(data: bytes) -> bytes:
+    """orjson's bytes keep a ~4 KB allocation each: what the in-process store keeps is copied to size."""
+    return memoryview(data).tobytes()
 
 
 def entry_fields(key: ItemKey, result: ItemResult, stop: bool) -> dict[bytes, bytes] | None:
     """What a run leaves in the cache: None when its outcome depended on the run. With stop_on_first_failure
-    the tests after the first failure are the stop's, not the program's: they are left out."""
+    the tests after the first failure are the stop's, not the program's: they are left out, as are the tests
+    the judge decides on a clock (`ItemKey.clocked`)."""
     t = result.tests
     if t.status not in CACHEABLE_STATUSES or t.kills:
         return None
@@ -132,16 +157,16 @@ def entry_fields(key: ItemKey, result: ItemResult, stop: bool) -> dict[bytes, by
         count = next((i + 1 for i, o in enumerate(t.outcomes) if o != judge.PASS), count)
     in_sandbox = set(t.judged_in_sandbox)
     every = t.status in PROGRAM_FAILED
-    fields = {key.tests[i]: orjson.dumps([t.outcomes[i], t.details[i], i in in_sandbox])
-              for i in range(count) if every or t.outcomes[i] in CACHEABLE_OUTCOMES}
+    fields = {key.fields[i + 1]: _copy(orjson.dumps([t.outcomes[i], t.details[i], i in in_sandbox]))
+              for i in range(count) if (every or t.outcomes[i] in CACHEABLE_OUTCOMES) and i not in key.clocked}
     if not fields:
         return None
-    fields[CODE_FIELD] = orjson.dumps([result.code, t.status])
+    fields[key.fields[0]] = _copy(orjson.dumps([result.code, t.status]))
     return fields
 
 
 def from_fields(values: Sequence[bytes | None], stop: bool) -> ItemResult | None:
-    """The item's answer from its cached fields (code first, then one per test), or None on a miss."""
+    """The item's answer from its cached fields (status first, then one per test), or None on a miss."""
     if values[0] is None:
         return None
     code, status = orjson.loads(values[0])
@@ -173,6 +198,7 @@ class ResultCache:
         self.metrics = metrics
         self.allowed_modules = list(allowed_modules)
         self._in_flight: dict[bytes, asyncio.Future[ItemResult | None]] = {}
+        self._unshared: dict[bytes, float] = {}  # items whose last run could not be shared, until when
         counts = metrics.test_cache
         self._hits, self._misses = counts.labels("hit"), counts.labels("miss")
         self._coalesced = counts.labels("coalesced")
@@ -188,9 +214,14 @@ class ResultCache:
         leading: dict[bytes, asyncio.Future[ItemResult | None]] = {}
         leaders: list[int] = []
         following: list[tuple[int, asyncio.Future[ItemResult | None]]] = []
+        alone: list[int] = []
         loop = asyncio.get_running_loop()
+        now = loop.time()
         # Claimed before the first await, so no other request can start the same item meanwhile.
         for i, key in enumerate(keys):
+            if self._unshared.get(key.whole, 0.0) > now:  # its last run could not be shared: run it now
+                alone.append(i)
+                continue
             future = self._in_flight.get(key.whole) or leading.get(key.whole)
             if future is not None:
                 following.append((i, future))
@@ -204,8 +235,13 @@ class ResultCache:
                 self._in_flight.pop(whole, None)
                 if not future.done():  # the run failed or was cancelled: followers run on their own
                     future.set_result(None)
-        await self._follow(executor, items, limits, stops, following, results)
-        return [r for r in results if r is not None]
+        alone += await self._follow(following, results)
+        if alone:
+            self._misses.inc(len(alone))
+            await self._run(executor, items, limits, stops, keys, alone, results)
+        if any(r is None for r in results):
+            raise RuntimeError("the test-result cache lost an item's result")
+        return results  # type: ignore[return-value]  # no None left, checked above
 
     async def _lead(self, executor: Executor, items: Sequence[tuple[str, list[Any]]], limits: Limits,
                     stops: Sequence[bool], keys: list[ItemKey], leaders: list[int],
@@ -213,7 +249,7 @@ class ResultCache:
         found = await self._lookup([keys[i] for i in leaders])
         misses: list[int] = []
         for i, values in zip(leaders, found, strict=True):
-            hit = from_fields(values, stops[i]) if values is not None else None
+            hit = self._decoded(values, stops[i])
             if hit is None:
                 misses.append(i)
             else:
@@ -221,25 +257,40 @@ class ResultCache:
                 self._in_flight[keys[i].whole].set_result(hit)
         self._hits.inc(len(leaders) - len(misses))
         self._misses.inc(len(misses))
-        if not misses:
-            return
-        ran = await executor.execute_many([items[i] for i in misses], limits, [stops[i] for i in misses])
+        if misses:
+            await self._run(executor, items, limits, stops, keys, misses, results)
+
+    async def _run(self, executor: Executor, items: Sequence[tuple[str, list[Any]]], limits: Limits,
+                   stops: Sequence[bool], keys: list[ItemKey], which: list[int],
+                   results: list[ItemResult | None]) -> None:
+        """Runs items and stores what may be stored. Each item's waiting followers get its result as soon as
+        it is known, not when the whole batch is."""
         stored: list[tuple[str, dict[bytes, bytes]]] = []
-        for i, result in zip(misses, ran, strict=True):
-            results[i] = result
-            fields = entry_fields(keys[i], result, stops[i])
+
+        def finished(k: int, result: ItemResult) -> None:
+            i = which[k]
+            key = keys[i]
+            fields = entry_fields(key, result, stops[i])
             if fields is not None:
-                stored.append((keys[i].entry, fields))
-            self._in_flight[keys[i].whole].set_result(ItemResult(result.code, result.tests, cached=True)
-                                                      if fields is not None else None)
+                stored.append((key.entry, fields))
+            else:  # identical items arriving soon run at once rather than wait for a run they cannot share
+                self._unshared[key.whole] = asyncio.get_running_loop().time() + UNSHARED_S
+            future = self._in_flight.get(key.whole)
+            if future is not None and not future.done():
+                shared = ItemResult(result.code, replace(result.tests, run_time_s=0.0), cached=True)
+                future.set_result(shared if fields is not None else None)
+
+        ran = await executor.execute_many([items[i] for i in which], limits, [stops[i] for i in which], finished)
+        for i, result in zip(which, ran, strict=True):
+            results[i] = result
+        self._prune_unshared()
         self.metrics.test_cache_stored.inc(len(stored))
         await self._store(stored)
 
-    async def _follow(self, executor: Executor, items: Sequence[tuple[str, list[Any]]], limits: Limits,
-                      stops: Sequence[bool], following: list[tuple[int, asyncio.Future[ItemResult | None]]],
-                      results: list[ItemResult | None]) -> None:
-        """Items identical to one in flight take its result; where that result may not be reused (it
-        depended on its run, or the run failed), they run on their own."""
+    async def _follow(self, following: list[tuple[int, asyncio.Future[ItemResult | None]]],
+                      results: list[ItemResult | None]) -> list[int]:
+        """Items identical to one in flight take its result; returns those whose result may not be reused (it
+        depended on its run, or the run failed): they run on their own."""
         alone: list[int] = []
         for i, future in following:
             result = await asyncio.shield(future)
@@ -249,18 +300,28 @@ class ResultCache:
                 results[i] = result
         if following:
             self._coalesced.inc(len(following) - len(alone))
-            self._misses.inc(len(alone))
-        if alone:
-            ran = await executor.execute_many([items[i] for i in alone], limits, [stops[i] for i in alone])
-            for i, result in zip(alone, ran, strict=True):
-                results[i] = result
+        return alone
+
+    def _decoded(self, values: list[bytes | None] | None, stop: bool) -> ItemResult | None:
+        if values is None:
+            return None
+        try:
+            return from_fields(values, stop)
+        except Exception as exc:  # a damaged entry is a miss, never a 500
+            self._failed("decode", exc)
+            return None
+
+    def _prune_unshared(self) -> None:
+        if len(self._unshared) > UNSHARED_MAX:
+            now = asyncio.get_running_loop().time()
+            self._unshared = {k: t for k, t in self._unshared.items() if t > now}
 
     async def _lookup(self, keys: list[ItemKey]) -> list[list[bytes | None] | None]:
         """None for every key when the store fails: the items then simply run."""
         if not keys:
             return []
         try:
-            return list(await self.store.get_many([(k.entry, (CODE_FIELD, *k.tests)) for k in keys]))
+            return list(await self.store.get_many([(k.entry, k.fields) for k in keys]))
         except Exception as exc:  # a cache that fails must cost speed, never a request
             self._failed("lookup", exc)
             return [None] * len(keys)

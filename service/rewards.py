@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from acecoder_reward.sandbox_worker import io_tests
-from acecoder_reward.sandbox_worker.executor import ItemResult, Limits
+from acecoder_reward.sandbox_worker.executor import ItemResult, Limits, OnResult
 from acecoder_reward.sandbox_worker.extract import called_names, extract_code
 from acecoder_reward.sandbox_worker.judge import PASS, TestsResult
 from acecoder_reward.service import protocol
@@ -25,7 +25,10 @@ class Executor(Protocol):
     """Where test jobs run: the embedded pool (`TestExecutor`) or Redis-queued workers (`QueuedExecutor`)."""
 
     async def execute_many(self, items: Sequence[tuple[str, list[Any]]], limits: Limits,
-                           stop_on_first_failure: Sequence[bool] | None = None) -> list[ItemResult]: ...
+                           stop_on_first_failure: Sequence[bool] | None = None,
+                           on_result: OnResult | None = None) -> list[ItemResult]:
+        """Results in item order; `on_result(k, result)` as each item finishes."""
+        ...
 
     def health(self) -> tuple[bool, dict[str, object]]: ...
 

@@ -5,6 +5,7 @@ embedded gateway, a queue-mode cluster of gateways sharing one Redis, and the st
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -17,7 +18,7 @@ import redis.asyncio as aioredis
 
 from acecoder_reward.sandbox_worker.executor import Limits
 from acecoder_reward.service.cache_stores import MemoryStore, RedisStore
-from acecoder_reward.service.result_cache import context_of, item_key
+from acecoder_reward.service.result_cache import ItemKey, context_of, item_key
 from loadtest.gateway_process import Gateway, start_gateway, stop_gateway
 from loadtest.queue_processes import QueueStack
 from tests.conftest import metrics
@@ -65,7 +66,7 @@ def test_key_is_the_program_not_the_prose() -> None:
     b = item_key(f"<think>easy</think>Sure!\n```python\n{code}```", ["assert f() == 1"], ctx, False)
     assert a == b
     other_tests = item_key(f"```python\n{code}```", ["assert f() == 2"], ctx, False)
-    assert other_tests.entry == a.entry and other_tests.tests != a.tests  # same entry, another test's field
+    assert other_tests.entry == a.entry and other_tests.fields != a.fields  # same entry, other fields
     assert item_key(f"```python\n{code}```", ["assert f() == 1"], ctx, True).whole != a.whole
     slower = context_of(Limits(**{**LIMITS.__dict__, "test_timeout_s": 1}), [])
     assert item_key(f"```python\n{code}```", ["assert f() == 1"], slower, False).entry != a.entry
@@ -117,10 +118,15 @@ def test_redis_store_bound_ttl_and_first_write_wins() -> None:
         try:
             await short.put_many([("b", {b"code": b"x"})])
             assert (await short.get_many([("b", [b"code"])]))[0] == [b"x"]
+            one = short.bytes
             await asyncio.sleep(0.4)
             assert (await short.get_many([("b", [b"code"])]))[0] == [None]
+            for _ in range(3):  # written again after expiring: counted once, not once per write
+                await short.put_many([("b", {b"code": b"x"})])
+                await asyncio.sleep(0.3)
             await short.put_many([("c", {b"code": b"z"})])  # prunes b's bookkeeping
             assert sync.zrange(f"{prefix}s:cache:lru", 0, -1) == [f"{prefix}s:cache:c".encode()]
+            assert short.bytes == one  # c alone, of b's size
         finally:
             await short.close()
     try:
@@ -231,6 +237,100 @@ def test_a_cached_answer_is_the_first_run_of_a_nondeterministic_program(client: 
         same_answer(first, post(client, [{"response": program, "tests": tests}])["items"][0])
 
 
+def test_a_tests_outcome_is_reused_only_after_the_same_tests(client: httpx.Client) -> None:
+    """Tests share the run's process: test B after A is not test B alone, nor B before A."""
+    program = f"# {uuid.uuid4().hex}\ncalls = []\ndef f():\n    calls.append(1)\n    return len(calls)\n"
+    first, second = "assert f() == 1", "assert f() == 2"
+    assert post(client, [{"response": program, "tests": [first, second]}])["rewards"] == [1.0]
+    for tests, reward in (([second], 0.0), ([second, first], 0.0), ([first], 1.0)):
+        item = post(client, [{"response": program, "tests": tests}])["items"][0]
+        assert item["reward"] == reward, (tests, item)
+    prefix = post(client, [{"response": program, "tests": [first]}])["items"][0]
+    assert prefix["cached"]  # the same list again: stored
+
+
+def test_a_run_without_runnable_tests_says_nothing_of_other_tests(client: httpx.Client) -> None:
+    program = f"# {uuid.uuid4().hex}\ndef add(a, b):\n    return a + b\nraise ValueError('at load')\n"
+    assert post(client, [{"response": program, "tests": ["assert ((("]}])["items"][0]["code"] is None
+    for _ in range(2):
+        item = post(client, [{"response": program, "tests": ["assert add(1, 2) == 3"]}])["items"][0]
+        assert item["tests"]["status"] == "runtime_error" and item["code"] is not None, item
+    stdin = f"# {uuid.uuid4().hex}\nn = int(input())\nprint(n + 1)\n"
+    assert post(client, [{"response": stdin, "tests": ["assert n == 1"]}])["items"][0]["tests"]["status"] \
+        == "runtime_error"  # loaded as a module: input() meets an empty stdin
+    for _ in range(2):
+        item = post(client, [{"response": stdin, "tests": {"inputs": ["1\n"], "outputs": ["2\n"]}}])["items"][0]
+        assert item["reward"] == 1.0 and item["tests"]["status"] == "ok", item
+
+
+def test_nan_infinity_and_null_are_different_tests(client: httpx.Client) -> None:
+    program = f"# {uuid.uuid4().hex}\ndef g(x):\n    return x is None\n"
+    for value, reward in (("null", 1.0), ("NaN", 0.0), ("Infinity", 0.0), ("-Infinity", 0.0)):
+        tests = f'{{"inputs": [[{value}]], "outputs": [true], "fn_name": "g"}}'
+        item = post(client, [{"response": program, "tests": tests}])["items"][0]
+        assert item["reward"] == reward and not item["cached"], (value, item)
+
+
+def test_a_verdict_reached_on_the_judges_clock_is_not_stored(client: httpx.Client) -> None:
+    """assertNotRegex runs the test's pattern over the candidate's text under a time limit: its verdict may
+    differ between runs, so it is never replayed."""
+    program = f"# {uuid.uuid4().hex}\ndef f():\n    return 'a' * 30 + 'b'\n"
+    test = "unittest.TestCase().assertNotRegex(f(), r'^(a|aa)+$')"
+    for _ in range(2):
+        item = post(client, [{"response": program, "tests": [test], "test_imports": ["import unittest"]}])
+        assert not item["items"][0]["cached"], item
+
+
+def test_a_follower_gets_its_result_when_its_item_is_done_not_its_batch(gateway: Gateway) -> None:
+    quick = fresh_add()
+    slow = fresh_add("import time; time.sleep(3); return a + b")
+    items = [{"response": slow, "tests": ADD_TESTS[:1]}, {"response": quick, "tests": ADD_TESTS[:1]}]
+    with ThreadPoolExecutor(2) as pool:
+        batch = pool.submit(httpx.post, gateway.url + "/v1/rewards", json={"items": items}, timeout=60)
+        time.sleep(0.5)  # the batch has claimed both items
+        started = time.monotonic()
+        alone = httpx.post(gateway.url + "/v1/rewards", json={"items": items[1:]}, timeout=60)
+        waited = time.monotonic() - started
+        assert alone.json()["items"][0]["cached"] and waited < 2.0, waited  # not the slow item's 3 s
+        assert batch.result().json()["rewards"] == [1.0, 1.0]
+
+
+def test_the_memory_store_counts_what_it_holds() -> None:
+    """What the in-process store accounts is within 1.5x of the memory its entries take."""
+    import tracemalloc
+
+    from acecoder_reward.sandbox_worker import judge
+    from acecoder_reward.sandbox_worker.executor import ItemResult
+    from acecoder_reward.service.result_cache import entry_fields
+
+    async def fill(store: MemoryStore, keys: list[ItemKey]) -> None:
+        for key in keys:  # made beforehand: only what the store keeps is measured
+            result = ItemResult("code", judge.TestsResult("ok", ["pass"] * 100, [None] * 100))
+            fields = entry_fields(key, result, False)
+            assert fields is not None  # the store's own field names, as once the request's keys are gone
+            await store.put_many([(key.entry, {bytes(bytearray(name)): value for name, value in fields.items()})])
+    keys = [item_key(f"def f(x): return x  # {n}", [f"assert f({k}) == {k}  # {n}" for k in range(100)],
+                     context_of(LIMITS, []), False) for n in range(300)]
+    store = MemoryStore(max_bytes=1 << 30)
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    asyncio.run(fill(store, keys))
+    held = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    assert store.bytes <= held * 1.5 and held <= store.bytes * 1.5, (store.bytes, held)
+
+
+def test_fence_scanning_is_linear_on_hostile_text() -> None:
+    """The gateway scans each response for fences on its event loop: a fence line that never ends (200k
+    characters) must not take seconds (the quadratic pattern took ~30 s)."""
+    from acecoder_reward.sandbox_worker.extract import extract_code, extraction_input
+
+    started = time.monotonic()
+    assert extraction_input("```" + "a" * 200_000) == ("text", "```" + "a" * 200_000)
+    assert time.monotonic() - started < 1.0
+    assert extract_code("Sure:\n```Python3 extra words\nx = 1\n```\nDone.") == "x = 1\n"
+
+
 # -- queue mode: one cache for the cluster ----------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -271,6 +371,14 @@ def test_a_repeat_anywhere_in_the_cluster_is_not_run_again(cluster: tuple[QueueS
     entries = [k for k in r.scan_iter(f"{stack.prefix}:cache:*") if len(k.rpartition(b":")[2]) == 32]
     assert entries and all(0 < r.ttl(k) <= 86_400 for k in entries)
     assert int(r.get(f"{stack.prefix}:cache:bytes") or 0) > 0
+    for entry in entries:  # damaged entries are misses: the item runs, the request is answered
+        for name in r.hkeys(entry):
+            r.hset(entry, name, b"\xff not json")
+    with other.client() as second_gw:
+        damaged = post(second_gw, [item])["items"][0]
+    assert not damaged["cached"]
+    same_answer(first, damaged)
+    assert metrics(other.url).get('acecoder_test_cache_errors_total{operation="decode"}', 0) >= 1
 
 
 def test_a_cache_that_fails_costs_speed_not_requests(cluster: tuple[QueueStack, Gateway, Gateway]) -> None:
