@@ -5,6 +5,7 @@ embedded gateway, a queue-mode cluster of gateways sharing one Redis, and the st
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,7 +22,7 @@ from acecoder_reward.service.cache_stores import MemoryStore, RedisStore
 from acecoder_reward.service.result_cache import ItemKey, context_of, item_key
 from loadtest.gateway_process import Gateway, start_gateway, stop_gateway
 from loadtest.queue_processes import QueueStack
-from tests.conftest import metrics
+from tests.conftest import free_port, metrics, wait_for
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 LIMITS = Limits(test_timeout_s=6, program_timeout_s=15, memory_mb=4096, max_processes=8, max_open_files=64,
@@ -134,6 +135,44 @@ def test_redis_store_bound_ttl_and_first_write_wins() -> None:
     finally:
         for key in sync.scan_iter(f"{prefix}*"):
             sync.delete(key)
+
+
+def test_a_full_redis_refuses_the_cache_rather_than_grow(tmp_path: Path) -> None:
+    """Over maxmemory (noeviction, as a queue's Redis should run), the cache's scripts are refused like any
+    write, so the cache cannot crowd out the job queue; the cache then misses."""
+    port = free_port()
+    server = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                               "--appendonly", "no", "--maxmemory", "3mb", "--maxmemory-policy", "noeviction",
+                               "--dir", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        sync = redis.Redis.from_url(url)
+        wait_for(lambda: _answers(sync), "redis-server")
+        with pytest.raises(redis.exceptions.OutOfMemoryError):
+            for n in range(10_000):
+                sync.set(f"fill{n}", b"x" * 2000)
+
+        async def scenario() -> None:
+            store = RedisStore(aioredis.Redis.from_url(url), "full", max_bytes=1 << 30, ttl_s=60)
+            try:
+                for n in range(10):
+                    with pytest.raises(redis.exceptions.OutOfMemoryError):
+                        await store.put_many([(f"big{n}", {b"s": b"y" * 200_000})])
+            finally:
+                await store.close()
+        used = sync.info("memory")["used_memory"]
+        asyncio.run(scenario())
+        assert sync.info("memory")["used_memory"] <= used + 500_000  # 2 MB were offered; buffers aside, none kept
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def _answers(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.exceptions.ConnectionError:
+        return False
 
 
 # -- the embedded gateway ---------------------------------------------------------------------------------
