@@ -47,9 +47,10 @@ INLINE_REPORT_BYTES = 64 * 1024  # reports this small are judged on the event lo
 
 
 class TestExecutor:
-    def __init__(self, pool: SandboxPool, allowed_modules: list[str]) -> None:
+    def __init__(self, pool: SandboxPool, allowed_modules: list[str], profile: str = "") -> None:
         self.pool = pool
         self.allowed_modules = allowed_modules
+        self.profile: str | None = profile  # run_profile of this process's sandbox: what the result cache keys on
         self._numpy_allowed = "numpy" in allowed_modules  # the judge then evaluates numpy's comparisons
         # One parser thread: CPython 3.11's ast.parse is not safe in several threads at once (it can raise
         # "SystemError: AST constructor recursion depth mismatch"). The lock keeps inline planning on the

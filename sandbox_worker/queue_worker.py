@@ -427,7 +427,7 @@ class QueueWorker:
         record = {"name": self.config.name, "host": socket.gethostname(), "pid": os.getpid(),
                   "concurrency": self.config.concurrency, "running": self._running, "claimed": len(self._claimed),
                   "zygotes": self.executor.pool.live, "jobs_done": self._jobs_done,
-                  "draining": self._stopping.is_set(), "at_ms": now_ms}
+                  "draining": self._stopping.is_set(), "at_ms": now_ms, "profile": self.executor.profile}
         pipe = self.redis.pipeline(transaction=False)
         pipe.zadd(self.keys.workers, {self.config.name: now_ms})
         pipe.zremrangebyscore(self.keys.workers, "-inf", now_ms - 10 * ttl_ms)

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 from acecoder_reward.sandbox_worker.executor import Limits, TestExecutor
 from acecoder_reward.sandbox_worker.pool import PoolConfig, SandboxPool
+from acecoder_reward.sandbox_worker.run_profile import run_profile
 from acecoder_reward.service.metrics import Metrics
 from acecoder_reward.service.queued_executor import QueueConfig, QueuedExecutor
 from acecoder_reward.service.settings import Settings
@@ -26,7 +27,9 @@ async def embedded_executor(settings: Settings, size: int = 0) -> AsyncIterator[
     await pool.start()
     log.info("sandbox pool ready: %d zygotes, isolation=%s, memory cgroup v%s", config.size, pool.mode, pool.cgroup)
     try:
-        yield TestExecutor(pool, settings.sandbox_allowed_modules)
+        profile = run_profile(pool.mode, settings.sandbox_allowed_modules, limit_caps(settings),
+                              settings.sandbox_scratch_mb, settings.sandbox_hidden_paths, settings.sandbox_preload)
+        yield TestExecutor(pool, settings.sandbox_allowed_modules, profile)
     finally:
         await pool.close()
 

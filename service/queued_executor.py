@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
@@ -95,6 +96,7 @@ class QueuedExecutor:
         self._enqueue_script = self.redis.register_script(ENQUEUE_LUA)
         self.redis_ok = False
         self.live_workers = 0
+        self._profile: str | None = None  # the live workers' common run profile; None while they differ
         self.added_latency_s: collections.deque[float] = collections.deque(maxlen=100_000)  # for benchmarks
         self._redis_error = "not connected yet"
         self._run_id: str | None = None
@@ -118,6 +120,12 @@ class QueuedExecutor:
         for task in stuck:
             task.cancel()
         await self.redis.aclose()
+
+    @property
+    def profile(self) -> str | None:
+        """The run profile every live worker reported (read each poll); None while they differ (a rolling
+        upgrade, workers configured apart) or report none: the test-result cache then stands aside."""
+        return self._profile
 
     def health(self) -> tuple[bool, dict[str, object]]:
         body: dict[str, object] = {"mode": "queue", "redis": "ok" if self.redis_ok else "unreachable",
@@ -275,10 +283,12 @@ class QueuedExecutor:
         pipe = self.redis.pipeline(transaction=False)
         pipe.xlen(self.keys.jobs)
         pipe.xpending(self.keys.jobs, GROUP)
-        pipe.zcount(self.keys.workers, now_ms - int(self.config.heartbeat_ttl_s * 1000), "+inf")
+        pipe.zrangebyscore(self.keys.workers, now_ms - int(self.config.heartbeat_ttl_s * 1000), "+inf")
         pipe.hgetall(self.keys.stats)
         depth, pending, live, stats = await pipe.execute(raise_on_error=False)
-        self.live_workers = int(live) if isinstance(live, int) else 0
+        names = live if isinstance(live, list) else []
+        self.live_workers = len(names)
+        await self._read_profiles(names)
         m = self.metrics
         if isinstance(depth, int):
             m.queue_depth.set(depth)
@@ -289,6 +299,17 @@ class QueuedExecutor:
             for name, value in stats.items():
                 key = name.decode() if isinstance(name, bytes) else str(name)
                 m.queue_events.labels(key).set(int(value))
+
+    async def _read_profiles(self, names: list[Any]) -> None:
+        records = await self.redis.mget([self.keys.worker(n.decode() if isinstance(n, bytes) else str(n))
+                                         for n in names]) if names else []
+        profiles = set()
+        for record in records:
+            try:
+                profiles.add(orjson.loads(record).get("profile") if record else None)
+            except (orjson.JSONDecodeError, AttributeError):
+                profiles.add(None)
+        self._profile = profiles.pop() if len(profiles) == 1 else None
 
     async def _audit(self, restarted: bool) -> None:
         """Queues again the jobs whose entries vanished without a result (a Redis restart without

@@ -3,7 +3,8 @@
 An RL group samples one prompt 8-16 times, and once the code is extracted many samples are the same
 program; the next epoch, or an evaluation rerun, sends them again. Keys:
 - the entry: the program (what extraction reads of the response: its fenced Python blocks, or the whole
-  text; never the prose around them) and the context (limits, allowed modules, judge version);
+  text; never the prose around them) and the context (limits, and the run profile of the processes that run
+  it: code version, isolation, allowed modules, sandbox settings);
 - in it, one field per test, keyed by that test and every test before it (the tests share the run's process,
   so a test's outcome may depend on those before it), and one per test list and stop_on_first_failure,
   holding the run's status and code.
@@ -29,13 +30,10 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
-from importlib import metadata
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from acecoder_reward import sandbox_worker
 from acecoder_reward.sandbox_worker import judge
 from acecoder_reward.sandbox_worker.executor import ItemResult, Limits
 from acecoder_reward.sandbox_worker.extract import extraction_input
@@ -58,16 +56,6 @@ UNSHARED_S = 60.0  # after a run that could not be shared (a timeout, a kill), i
 UNSHARED_MAX = 10_000
 
 
-def _judge_version() -> str:
-    """The package version and a digest of the sandbox's source (runner, judge, comparisons): any change to
-    how programs run or are judged starts a fresh cache, a rolling upgrade's included."""
-    h = hashlib.blake2b(digest_size=8)
-    for path in sorted(Path(sandbox_worker.__file__).parent.glob("*.py")):
-        h.update(path.read_bytes())
-    return f"{metadata.version('acecoder-reward')}+{h.hexdigest()}"
-
-
-JUDGE_VERSION = _judge_version()
 
 
 @dataclass(frozen=True)
@@ -103,15 +91,12 @@ def _test_bytes(test: Any) -> bytes:
     return b"j" + json.dumps(test, sort_keys=True).encode()
 
 
-def context_of(limits: Limits, allowed_modules: Sequence[str]) -> bytes:
-    """Everything besides the program and its tests that a run's outcome depends on."""
-    return _context(limits, tuple(sorted(allowed_modules)))
-
-
 @functools.lru_cache(maxsize=256)
-def _context(limits: Limits, modules: tuple[str, ...]) -> bytes:
-    return orjson.dumps({"format": CACHE_FORMAT, "judge": JUDGE_VERSION, "limits": limits.__dict__,
-                         "modules": modules}, option=orjson.OPT_SORT_KEYS)
+def context_of(limits: Limits, profile: str) -> bytes:
+    """Everything besides the program and its tests that a run's outcome depends on: the request's limits and
+    the profile of the processes that run it (`run_profile`: code, isolation, modules, sandbox settings)."""
+    return orjson.dumps({"format": CACHE_FORMAT, "limits": limits.__dict__, "profile": profile},
+                        option=orjson.OPT_SORT_KEYS)
 
 
 @functools.lru_cache(maxsize=65536)
@@ -193,10 +178,9 @@ def from_fields(values: Sequence[bytes | None], stop: bool) -> ItemResult | None
 class ResultCache:
     """Runs items through an executor, answering repeats from `store` and from identical items in flight."""
 
-    def __init__(self, store: CacheStore, metrics: Metrics, allowed_modules: Sequence[str]) -> None:
+    def __init__(self, store: CacheStore, metrics: Metrics) -> None:
         self.store = store
         self.metrics = metrics
-        self.allowed_modules = list(allowed_modules)
         self._in_flight: dict[bytes, asyncio.Future[ItemResult | None]] = {}
         self._unshared: dict[bytes, float] = {}  # items whose last run could not be shared, until when
         counts = metrics.test_cache
@@ -208,7 +192,11 @@ class ResultCache:
 
     async def execute_many(self, executor: Executor, items: Sequence[tuple[str, list[Any]]], limits: Limits,
                            stops: Sequence[bool]) -> list[ItemResult]:
-        context = context_of(limits, self.allowed_modules)
+        profile = executor.profile
+        if profile is None:  # the workers disagree on how programs run (a rolling upgrade): no cache meanwhile
+            self.metrics.test_cache.labels("bypass").inc(len(items))
+            return await executor.execute_many(items, limits, stops)
+        context = context_of(limits, profile)
         keys = [item_key(response, tests, context, stop) for (response, tests), stop in zip(items, stops, strict=True)]
         results: list[ItemResult | None] = [None] * len(items)
         leading: dict[bytes, asyncio.Future[ItemResult | None]] = {}
@@ -353,7 +341,7 @@ async def open_cache(settings: Settings, metrics: Metrics) -> AsyncIterator[Resu
         store = RedisStore(redis, settings.queue_prefix, max_bytes, settings.test_cache_ttl_s)
     else:
         store = MemoryStore(max_bytes)
-    cache = ResultCache(store, metrics, settings.sandbox_allowed_modules)
+    cache = ResultCache(store, metrics)
     try:
         yield cache
     finally:

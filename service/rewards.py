@@ -32,6 +32,11 @@ class Executor(Protocol):
 
     def health(self) -> tuple[bool, dict[str, object]]: ...
 
+    @property
+    def profile(self) -> str | None:
+        """How programs run here (`run_profile`); None while the processes that run them disagree."""
+        ...
+
 
 class RewardService:
     def __init__(self, executor: Executor, settings: Settings, metrics: Metrics,

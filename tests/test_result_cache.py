@@ -61,7 +61,7 @@ def same_answer(a: dict, b: dict) -> None:
 # -- keys -------------------------------------------------------------------------------------------------
 
 def test_key_is_the_program_not_the_prose() -> None:
-    ctx = context_of(LIMITS, [])
+    ctx = context_of(LIMITS, "profile")
     code = "def f():\n    return 1\n"
     a = item_key(f"Here is my answer:\n```python\n{code}```\nIt returns 1.", ["assert f() == 1"], ctx, False)
     b = item_key(f"<think>easy</think>Sure!\n```python\n{code}```", ["assert f() == 1"], ctx, False)
@@ -69,15 +69,28 @@ def test_key_is_the_program_not_the_prose() -> None:
     other_tests = item_key(f"```python\n{code}```", ["assert f() == 2"], ctx, False)
     assert other_tests.entry == a.entry and other_tests.fields != a.fields  # same entry, other fields
     assert item_key(f"```python\n{code}```", ["assert f() == 1"], ctx, True).whole != a.whole
-    slower = context_of(Limits(**{**LIMITS.__dict__, "test_timeout_s": 1}), [])
+    slower = context_of(Limits(**{**LIMITS.__dict__, "test_timeout_s": 1}), "profile")
     assert item_key(f"```python\n{code}```", ["assert f() == 1"], slower, False).entry != a.entry
-    assert item_key(f"```python\n{code}```", ["assert f() == 1"], context_of(LIMITS, ["numpy"]), False).entry \
+    assert item_key(f"```python\n{code}```", ["assert f() == 1"], context_of(LIMITS, "other"), False).entry \
         != a.entry
     # With several blocks the tests' names choose the program: the tests are then part of the entry.
     two = "```python\ndef f():\n    return 1\n```\n```python\ndef g():\n    return 2\n```"
     assert item_key(two, ["assert f() == 1"], ctx, False).entry != item_key(two, ["assert g() == 2"], ctx, False).entry
     # Lone surrogates (valid JSON escapes) hash instead of raising, in responses and in I/O cases.
     item_key("print('\ud800')", [{"kind": "stdio", "input": "\udc00", "output": "", "compare": "exact"}], ctx, False)
+
+
+def test_the_run_profile_names_what_decides_a_run() -> None:
+    from acecoder_reward.sandbox_worker.run_profile import run_profile
+
+    base = ("namespaces", [], LIMITS, 64, ["/root"], ["math"])
+    variants = [("none", [], LIMITS, 64, ["/root"], ["math"]), ("namespaces", ["numpy"], LIMITS, 64, ["/root"], ["math"]),
+                ("namespaces", [], Limits(**{**LIMITS.__dict__, "memory_mb": 1}), 64, ["/root"], ["math"]),
+                ("namespaces", [], LIMITS, 32, ["/root"], ["math"]), ("namespaces", [], LIMITS, 64, [], ["math"]),
+                ("namespaces", [], LIMITS, 64, ["/root"], [])]
+    profiles = {run_profile(*v) for v in [base, *variants]}
+    assert len(profiles) == 1 + len(variants)
+    assert run_profile(*base) == run_profile("namespaces", [], LIMITS, 64, ["/root"], ["math"])
 
 
 def test_memory_store_is_bounded_and_keeps_first_values() -> None:
@@ -349,7 +362,7 @@ def test_the_memory_store_counts_what_it_holds() -> None:
             assert fields is not None  # the store's own field names, as once the request's keys are gone
             await store.put_many([(key.entry, {bytes(bytearray(name)): value for name, value in fields.items()})])
     keys = [item_key(f"def f(x): return x  # {n}", [f"assert f({k}) == {k}  # {n}" for k in range(100)],
-                     context_of(LIMITS, []), False) for n in range(300)]
+                     context_of(LIMITS, "profile"), False) for n in range(300)]
     store = MemoryStore(max_bytes=1 << 30)
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
@@ -418,6 +431,29 @@ def test_a_repeat_anywhere_in_the_cluster_is_not_run_again(cluster: tuple[QueueS
     assert not damaged["cached"]
     same_answer(first, damaged)
     assert metrics(other.url).get('acecoder_test_cache_errors_total{operation="decode"}', 0) >= 1
+
+
+def test_workers_that_run_programs_differently_turn_the_cache_off(
+        cluster: tuple[QueueStack, Gateway, Gateway]) -> None:
+    """A worker configured apart (here: numpy allowed), as in a rolling upgrade: while it is live the cluster's
+    workers disagree on how programs run, so no answer comes from the cache and nothing is stored."""
+    stack, other, _ = cluster
+    item = {"response": fresh_add(), "tests": ADD_TESTS}
+    with other.client() as gw:
+        post(gw, [item])
+        assert post(gw, [item])["items"][0]["cached"]
+        odd = stack.start_worker(concurrency=1, ACECODER_SANDBOX_ALLOWED_MODULES='["numpy"]')
+        try:
+            wait_for(lambda: httpx.get(other.url + "/health", timeout=5).json()["workers"] == 2, "the second worker")
+            time.sleep(1.5)  # a poll of the workers' profiles (each second) after both are live
+            before = cache_counts(other.url)
+            mixed = post(gw, [item, {"response": fresh_add(), "tests": ADD_TESTS}])
+            assert not any(i["cached"] for i in mixed["items"])
+            assert delta(before, cache_counts(other.url))["bypass"] == 2
+        finally:
+            stack.kill_worker(odd)
+        wait_for(lambda: httpx.get(other.url + "/health", timeout=5).json()["workers"] == 1, "the odd worker gone")
+        wait_for(lambda: post(gw, [item])["items"][0]["cached"], "the cache back")
 
 
 def test_a_cache_that_fails_costs_speed_not_requests(cluster: tuple[QueueStack, Gateway, Gateway]) -> None:
