@@ -22,6 +22,7 @@ ENTRY_OVERHEAD = 512
 
 class CacheStore(Protocol):
     kind: str
+    used_bytes: int  # the size it counts, as last seen
 
     async def get_many(self, lookups: Sequence[tuple[str, Sequence[bytes]]]) -> list[list[bytes | None]]:
         """Per (entry, fields): each field's value, None where absent (all None for a missing entry)."""
@@ -41,7 +42,7 @@ class MemoryStore:
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
-        self.bytes = 0
+        self.used_bytes = 0
         self._entries: collections.OrderedDict[str, dict[bytes, bytes]] = collections.OrderedDict()
         self._sizes: dict[str, int] = {}
 
@@ -73,15 +74,15 @@ class MemoryStore:
                     entry[name] = value
                     added += len(name) + len(value) + FIELD_OVERHEAD
             self._sizes[key] = self._sizes.get(key, 0) + added
-            self.bytes += added
-        while self.bytes > self.max_bytes and self._entries:
+            self.used_bytes += added
+        while self.used_bytes > self.max_bytes and self._entries:
             key, _ = self._entries.popitem(last=False)
-            self.bytes -= self._sizes.pop(key)
+            self.used_bytes -= self._sizes.pop(key)
 
     async def close(self) -> None:
         self._entries.clear()
         self._sizes.clear()
-        self.bytes = 0
+        self.used_bytes = 0
 
 
 # Both scripts start with a shebang and no flags: Redis refuses them while it is over maxmemory (the cache then
@@ -173,7 +174,7 @@ class RedisStore:
         self.base = f"{prefix}:cache"
         self.max_bytes = max_bytes
         self.ttl_ms = max(1, int(ttl_s * 1000))
-        self.bytes = 0
+        self.used_bytes = 0
         self._get = redis.register_script(GET_LUA)
         self._put = redis.register_script(PUT_LUA)
 
@@ -189,9 +190,7 @@ class RedisStore:
             args.extend(fields)
         found: list[list[bytes | None]] = await self._get(
             keys=[f"{self.base}:lru", *(self.key(k) for k, _ in lookups)], args=args)
-        # Redis drops trailing nils from a Lua table: pad each answer back to its field count.
-        return [list(values) + [None] * (len(fields) - len(values))
-                for values, (_, fields) in zip(found, lookups, strict=True)]
+        return [list(values) for values in found]
 
     async def put_many(self, entries: Sequence[tuple[str, dict[bytes, bytes]]]) -> None:
         if not entries:
@@ -201,7 +200,7 @@ class RedisStore:
             args.append(len(fields))
             for name, value in fields.items():
                 args.extend((name, value))
-        self.bytes = int(await self._put(
+        self.used_bytes = int(await self._put(
             keys=[f"{self.base}:lru", f"{self.base}:sizes", f"{self.base}:bytes", *(self.key(k) for k, _ in entries)],
             args=args))
 

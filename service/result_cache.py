@@ -321,7 +321,7 @@ class ResultCache:
             await self.store.put_many(entries)
         except Exception as exc:
             self._failed("store", exc)
-        self.metrics.test_cache_bytes.set(getattr(self.store, "bytes", 0))
+        self.metrics.test_cache_bytes.set(self.store.used_bytes)
 
     def _failed(self, what: str, exc: Exception) -> None:
         self.metrics.test_cache_errors.labels(what).inc()

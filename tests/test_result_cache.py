@@ -102,7 +102,7 @@ def test_memory_store_is_bounded_and_keeps_first_values() -> None:
         for n in range(40):  # ~400 bytes each: the oldest go, the recently read one stays
             await store.get_many([("a", [b"code"])])
             await store.put_many([(f"e{n}", {b"code": b"y" * 100})])
-        assert store.bytes <= 4000
+        assert store.used_bytes <= 4000
         assert (await store.get_many([("a", [b"code"])]))[0] == [b"x"]
         assert (await store.get_many([("e0", [b"code"])]))[0] == [None]
     asyncio.run(scenario())
@@ -121,8 +121,8 @@ def test_redis_store_bound_ttl_and_first_write_wins() -> None:
                 [b"x", b"pass", b"pass", None], [None]]
             for n in range(100):
                 await store.put_many([(f"e{n}", {b"code": b"y" * 1000})])
-            assert store.bytes <= 20_000
-            assert int(sync.get(f"{prefix}:cache:bytes") or 0) == store.bytes
+            assert store.used_bytes <= 20_000
+            assert int(sync.get(f"{prefix}:cache:bytes") or 0) == store.used_bytes
             assert len(sync.keys(f"{prefix}:cache:e*")) < 20
             assert (await store.get_many([("e0", [b"code"])]))[0] == [None]  # evicted
             assert (await store.get_many([("e99", [b"code"])]))[0] == [b"y" * 1000]
@@ -132,7 +132,7 @@ def test_redis_store_bound_ttl_and_first_write_wins() -> None:
         try:
             await short.put_many([("b", {b"code": b"x"})])
             assert (await short.get_many([("b", [b"code"])]))[0] == [b"x"]
-            one = short.bytes
+            one = short.used_bytes
             await asyncio.sleep(0.4)
             assert (await short.get_many([("b", [b"code"])]))[0] == [None]
             for _ in range(3):  # written again after expiring: counted once, not once per write
@@ -140,7 +140,7 @@ def test_redis_store_bound_ttl_and_first_write_wins() -> None:
                 await asyncio.sleep(0.3)
             await short.put_many([("c", {b"code": b"z"})])  # prunes b's bookkeeping
             assert sync.zrange(f"{prefix}s:cache:lru", 0, -1) == [f"{prefix}s:cache:c".encode()]
-            assert short.bytes == one  # c alone, of b's size
+            assert short.used_bytes == one  # c alone, of b's size
         finally:
             await short.close()
     try:
@@ -369,7 +369,7 @@ def test_the_memory_store_counts_what_it_holds() -> None:
     asyncio.run(fill(store, keys))
     held = tracemalloc.get_traced_memory()[0] - before
     tracemalloc.stop()
-    assert store.bytes <= held * 1.5 and held <= store.bytes * 1.5, (store.bytes, held)
+    assert store.used_bytes <= held * 1.5 and held <= store.used_bytes * 1.5, (store.used_bytes, held)
 
 
 def test_fence_scanning_is_linear_on_hostile_text() -> None:
