@@ -103,11 +103,15 @@ class TestExecutor:
         }
         if runnable[0].io is not None:
             job["io"] = runnable[0].io["kind"]
+        on_tests = None
         if stop_on_first_failure:
+            # The run stops itself at a test that raised; a wrong value only the judge can see, so the zygote
+            # streams finished tests back and the first one judged not to pass stops the run.
             job["stop_on_first_failure"] = True
             for wire, plan in zip(job["tests"], runnable, strict=True):
                 wire["fails_if_raised"] = plan.fails_if_raised
-        raw = await self.pool.run(job)
+            on_tests = functools.partial(_any_failed, runnable)
+        raw = await self.pool.run(job, on_tests)
         if raw is None:
             return ItemResult(None, judge.not_run("infra_error", len(tests), "sandbox process failed"))
         if len(raw) <= INLINE_REPORT_BYTES:
@@ -134,6 +138,20 @@ def _judge_report(plans: list[assertions.TestPlan], raw: bytes, stop_on_first_fa
     report = marshal.loads(raw)
     return ItemResult(judge.clean_text(report.get("code")), judge.judge(plans, report, stop_on_first_failure))
 
+
+
+async def _any_failed(runnable: list[assertions.TestPlan], raw: bytes) -> bool:
+    """True when a test in the zygote's progress frame (marshal [(index, state), ...]) did not pass."""
+    if len(raw) <= INLINE_REPORT_BYTES:
+        return _failed_in(runnable, raw)
+    return await asyncio.to_thread(_failed_in, runnable, raw)
+
+
+def _failed_in(runnable: list[assertions.TestPlan], raw: bytes) -> bool:
+    try:
+        return any(judge.verdict(runnable[index], state)[0] != judge.PASS for index, state in marshal.loads(raw))
+    except Exception:  # the final report is judged all the same; a frame that cannot be judged stops nothing
+        return False
 
 
 def _plan_all(tests: list[str], numpy: bool) -> tuple[list[assertions.TestPlan], frozenset[str]]:

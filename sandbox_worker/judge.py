@@ -55,7 +55,7 @@ def clean_text(text: str | None) -> str | None:
 def judge(plans: list[assertions.TestPlan], report: dict[str, Any], stop_on_first_failure: bool = False) -> TestsResult:
     """`plans` are all the item's tests; the report covers the runnable ones, in the same order. With
     `stop_on_first_failure`, every test after the first that did not pass is not_run, whatever the run
-    reported for it (the run stops early where it can tell; only the judge knows a wrong value)."""
+    reported for it (the run was stopped there, by the sandbox or by `verdict` on its streamed tests)."""
     runnable = iter(report["tests"])
     outcomes: list[str] = []
     details: list[str | None] = []
@@ -65,7 +65,7 @@ def judge(plans: list[assertions.TestPlan], report: dict[str, Any], stop_on_firs
             outcomes.append(ERROR)
             details.append(plan.invalid)
             continue
-        outcome, detail = _judge_one(plan, next(runnable))
+        outcome, detail = verdict(plan, next(runnable))
         if status == "ok" and detail and detail.startswith("MemoryError"):
             status = "memory_exceeded"
         outcomes.append(outcome)
@@ -84,7 +84,8 @@ def stop_after_first_failure(outcomes: list[str], details: list[str | None]) -> 
         outcomes[i], details[i] = NOT_RUN, "not run: an earlier test failed (stop_on_first_failure)"
 
 
-def _judge_one(plan: assertions.TestPlan, state: dict[str, Any]) -> tuple[str, str | None]:
+def verdict(plan: assertions.TestPlan, state: dict[str, Any]) -> tuple[str, str | None]:
+    """One test's outcome and detail from its state in the report (`watch.TestState`'s fields)."""
     if state["state"] == "timeout":
         return TIMEOUT, state["error"]
     if state["state"] == "not_run":

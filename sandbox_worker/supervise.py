@@ -22,6 +22,7 @@ from acecoder_reward.sandbox_worker import cgroups, isolation
 from acecoder_reward.sandbox_worker.forker import DEFAULT_PRELOAD, Forker
 from acecoder_reward.sandbox_worker.hole_cache import HoleCache
 from acecoder_reward.sandbox_worker.watch import RunEnd, TestState, Watcher
+from acecoder_reward.sandbox_worker.zygote_protocol import Stream
 
 ZYGOTE_ALLOWANCE_MB = 64  # the zygote shares its slot's memory cgroup
 ZYGOTE_PROCESSES = 3  # the zygote, its forker and the spare run share the slot's pids cgroup
@@ -102,7 +103,9 @@ class Supervisor:
         except OSError:
             pass  # reaped all the same; the clone is retried, and reported, when the next job needs it
 
-    def run_program(self, job: dict[str, Any]) -> dict[str, Any]:
+    def run_program(self, job: dict[str, Any], stream: Stream | None = None) -> dict[str, Any]:
+        """Runs the job's program on its tests; with `stream`, until its owner says stop (the tests not
+        finished by then stay not_run, and the status is what it was)."""
         limits = job["limits"]
         started = time.monotonic()
         program_deadline = started + limits["program_timeout_s"]
@@ -114,7 +117,7 @@ class Supervisor:
         while True:
             runs += 1
             try:
-                end, watcher = self._run_child(job, compiled, start, tests, program_deadline, limits)
+                end, watcher = self._run_child(job, compiled, start, tests, program_deadline, limits, stream)
             except isolation.IsolationUnavailable as exc:
                 for t in tests[start:]:
                     t.state, t.error = "error", str(exc)
@@ -130,6 +133,8 @@ class Supervisor:
             if end.reason == "done":
                 if end.detail == "memory_exceeded" and status == "ok":
                     status = "memory_exceeded"
+                break
+            if end.reason == "stopped":
                 break
             if end.reason == "load_error":
                 status = _load_status(end.detail)
@@ -162,7 +167,8 @@ class Supervisor:
         return current + 1
 
     def _run_child(self, job: dict[str, Any], compiled: list[list[Any]], start: int, tests: list[TestState],
-                   program_deadline: float, limits: dict[str, Any]) -> tuple[RunEnd, Watcher]:
+                   program_deadline: float, limits: dict[str, Any],
+                   stream: Stream | None) -> tuple[RunEnd, Watcher]:
         oom_before = 0
         if self.cgroup is not None:
             self.cgroup.set_limit(limits["memory_mb"] + ZYGOTE_ALLOWANCE_MB)
@@ -170,7 +176,7 @@ class Supervisor:
             oom_before = self.cgroup.oom_kills()
         child = self._dispatch({"job": job, "start": start, "compiled": compiled})
         watcher = Watcher(child.result_r, child.output_r, child.pidfd, tests, limits, self.epoll,
-                          self._result_budget)
+                          self._result_budget, stream)
         try:
             end = watcher.watch(program_deadline)
         except BaseException:

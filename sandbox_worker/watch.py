@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from acecoder_reward.sandbox_worker import plain_data
+from acecoder_reward.sandbox_worker.zygote_protocol import Stream
 
 READ_CHUNK = 1 << 16
 PUMP_CHUNKS = 64  # one read of a pipe moves at most 4 MiB before the loop looks at the deadlines again
@@ -42,7 +43,7 @@ class TestState:
 @dataclass
 class RunEnd:
     """How one child ended: `reason` is done | load_error | test_timeout | program_timeout |
-    output_exceeded | result_exceeded | protocol_error | exited | signaled."""
+    output_exceeded | result_exceeded | protocol_error | exited | signaled | stopped (by the owner)."""
 
     reason: str
     detail: str = ""
@@ -59,10 +60,14 @@ class Watcher:
     read on a tick of `QUIET_S`, before any deadline is judged, and when the child exits. A pipe that a
     tick finds busy is watched for every write until it quiets down, so large output still streams. The
     price: a test's deadline starts when its `start` frame is read, up to `QUIET_S` after it was written.
+
+    With a `stream`, the tests that finished since the last read go to the owner as one progress frame, unless
+    the run ended in the same read (its report follows at once), and the owner's stop ends the run.
     """
 
     def __init__(self, result_r: int, output_r: int, pidfd: int, tests: list[TestState],
-                 limits: dict[str, Any], epoll: select.epoll, result_budget: int) -> None:
+                 limits: dict[str, Any], epoll: select.epoll, result_budget: int,
+                 stream: Stream | None = None) -> None:
         self.result_r, self.output_r, self.pidfd = result_r, output_r, pidfd
         self.epoll = epoll
         self.tests = tests
@@ -78,20 +83,26 @@ class Watcher:
         self.code: str | None = None
         self._open: dict[int, int] = {}  # pipe fd -> its epoll mask; a pipe at EOF is dropped
         self._framed_bytes = 0  # result bytes taken as whole frames
+        self.stream = stream
+        self._unsent: list[int] = []  # tests finished since the last progress frame
 
     def _end(self, reason: str, detail: str) -> RunEnd:
         return RunEnd(reason, detail, self.current, self.last_started)
 
     def watch(self, program_deadline: float) -> RunEnd:
         self.epoll.register(self.pidfd, select.EPOLLIN)
+        watched = [self.pidfd]
         try:
+            if self.stream is not None:
+                self.epoll.register(self.stream.stop_fd, select.EPOLLIN)
+                watched.append(self.stream.stop_fd)
             for fd in (self.result_r, self.output_r):
                 os.set_blocking(fd, False)
                 self.epoll.register(fd, QUIET_MASK)
                 self._open[fd] = QUIET_MASK
             return self._loop(program_deadline)
         finally:
-            for fd in (self.pidfd, *self._open):
+            for fd in (*watched, *self._open):
                 self.epoll.unregister(fd)
             self._open.clear()
 
@@ -105,6 +116,8 @@ class Watcher:
                 ended = self._pump_all()
                 if ended:
                     return ended
+                if self._unsent:
+                    self._send_progress()
                 now = time.monotonic()
                 deadline = min(program_deadline, self.test_deadline or program_deadline)
                 if now >= deadline:
@@ -117,6 +130,16 @@ class Watcher:
                     ended = self._pump(fd)
                     if ended:
                         return ended
+                elif self.stream is not None and fd == self.stream.stop_fd:
+                    self.stream.take_stop()
+                    return self._end("stopped", "stopped: an earlier test failed (stop_on_first_failure)")
+            if self._unsent:
+                self._send_progress()
+
+    def _send_progress(self) -> None:
+        assert self.stream is not None
+        self.stream.send_progress([(i, self.tests[i].__dict__) for i in self._unsent])
+        self._unsent.clear()
 
     def _deadline_end(self, program_deadline: float) -> RunEnd:
         if time.monotonic() >= program_deadline:
@@ -258,6 +281,8 @@ class Watcher:
             test = self.tests[index]
             if test.state == "not_run":
                 test.state = "done"
+                if self.stream is not None:
+                    self._unsent.append(index)
             self.current, self.test_deadline = None, None
         elif ev == "done":
             return RunEnd("done")

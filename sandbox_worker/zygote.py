@@ -1,10 +1,9 @@
 """The zygote: a pre-imported process that runs one program at a time in isolated children it watches.
 
-Protocol with its owner (the pool) on stdin/stdout: 4-byte big-endian length + marshal (both ends are this
-package's own processes; JSON cost ~10x more to build and parse).
+Protocol with its owner (the pool) on stdin/stdout: `zygote_protocol`'s frames.
   owner -> zygote: {"response", "names", "tests": [{"holes": [...], "in_sandbox": bool}], "limits": {...},
-                    "allowed_modules": [...]}
-  zygote -> owner: the report of `supervise.Supervisor.run_program`.
+                    "allowed_modules": [...], "stream"?: true}
+  zygote -> owner: the report of `supervise.Supervisor.run_program` (after progress frames when streaming).
 The first frame the zygote sends is its readiness: {"ready": true, "mode": ...} or {"ready": false, "error"}.
 
 The zygote never receives expected values (the judge keeps them), and its environment was scrubbed by the
@@ -17,39 +16,15 @@ from __future__ import annotations
 
 import contextlib
 import json
-import marshal
 import os
-import struct
 import sys
 import traceback
 
 from acecoder_reward.sandbox_worker import cgroups, isolation, supervise
 from acecoder_reward.sandbox_worker.forker import DEFAULT_PRELOAD
+from acecoder_reward.sandbox_worker.zygote_protocol import Stream, read_frame, write_frame
 
 RUN_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": isolation.SCRATCH_DIR}
-
-
-def _read_exact(fd: int, size: int) -> bytes:
-    chunks = []
-    while size:
-        chunk = os.read(fd, size)
-        if not chunk:
-            raise EOFError
-        chunks.append(chunk)
-        size -= len(chunk)
-    return b"".join(chunks)
-
-
-def read_frame(fd: int) -> dict:
-    (size,) = struct.unpack(">I", _read_exact(fd, 4))
-    return marshal.loads(_read_exact(fd, size))  # type: ignore[no-any-return]
-
-
-def write_frame(fd: int, frame: dict) -> None:
-    payload = marshal.dumps(frame)
-    data = struct.pack(">I", len(payload)) + payload
-    while data:
-        data = data[os.write(fd, data):]
 
 
 def main() -> None:
@@ -127,7 +102,10 @@ def _serve(supervisor: supervise.Supervisor, proto_in: int, proto_out: int) -> N
             job = read_frame(proto_in)
         except EOFError:
             return
-        report = supervisor.run_program(job)
+        if "stop" in job:
+            continue  # a stop that crossed its run's report: that run had already ended
+        stream = Stream(proto_in, proto_out) if job.get("stream") else None
+        report = supervisor.run_program(job, stream)
         try:
             write_frame(proto_out, report)
         except BrokenPipeError:
