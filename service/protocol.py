@@ -1,10 +1,23 @@
-"""Wire schemas of the public API, on one strict base model (unknown fields are an error)."""
+"""Wire schemas of the public API, on one strict base model (unknown fields are an error), and the forms an item's
+tests take, named for the published schema only."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    GetJsonSchemaHandler,
+    RootModel,
+    TypeAdapter,
+    WithJsonSchema,
+)
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema, core_schema
 
 
 def _json_integer(value: Any) -> Any:
@@ -32,15 +45,116 @@ CACHE_DOC = ("false: every item runs, none is answered from the test-result cach
              "flight, and nothing is stored (benchmarks; programs whose outcome varies from run to run).")
 
 
+# --- the forms of an item's tests, as published ------------------------------------------------------------------
+# `tests` validates as a loose union here; the input/output forms are read when the item is (io_tests.from_spec),
+# with 422s that name the field. The models below validate nothing: they only give each form a name and a precise
+# JSON Schema in /openapi.json. Each takes at least what the server takes (test_fuzz sends what the schema refuses
+# and expects a 4xx), so unknown keys are allowed (io_tests ignores what it does not read; dataset rows carry more)
+# and a false fn_name too.
+
+
+@dataclass(frozen=True)
+class PublishedAs:
+    """Publishes `shape`'s JSON Schema (its models as named components) for a field validated by its own, looser
+    annotation."""
+
+    shape: Any
+
+    def __get_pydantic_json_schema__(self, own: CoreSchema, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        published = TypeAdapter(self.shape).core_schema
+        if "ref" in published:  # a lone model: by reference too, as a union's members are (else it is inlined)
+            published = core_schema.definitions_schema(core_schema.definition_reference_schema(published["ref"]),
+                                                       [published])
+        return handler(published)
+
+
+@dataclass(frozen=True)
+class JsonTextOf:
+    """Publishes a string as JSON text whose value is one of `shape` (JSON Schema's contentSchema)."""
+
+    shape: Any
+
+    def __get_pydantic_json_schema__(self, own: CoreSchema, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        return {**handler(own), "contentMediaType": "application/json",
+                "contentSchema": handler(TypeAdapter(self.shape).core_schema)}
+
+
+class _SchemaOnly(BaseModel):
+    model_config = ConfigDict(extra="allow")  # see above: io_tests ignores keys it does not read
+
+
+FALSY_JSON: list[Any] = [None, False, 0, [], {}]  # with "", the JSON values Python reads as false (`fn_name or ...`)
+StdText = Annotated[str | list[str], Field(description="Text, or a list of lines (joined with newlines, plus one "
+                                                       "at the end).")]
+
+
+class AssertTests(RootModel[list[str]]):
+    """Assert-style tests: each a statement or block (`assert f(1) == 2`), run after the program; one counts as
+    passed when it raises nothing."""
+
+
+class IOTests(_SchemaOnly):
+    """Input/output tests as APPS and TACO write `input_output` and verl its `ground_truth`: test k is inputs[k]
+    and outputs[k]. With a function name (this object's fn_name, else the item's) each test calls that function
+    (a class Solution's method of that name if present); without, each runs the program on a stdin."""
+
+    inputs: list[str | list[Any]] = Field(description="Per test: the stdin (text or lines); with a function name, "
+                                          "the list of its arguments.")
+    outputs: list[Any] = Field(description="Per test, as many as inputs: the expected stdout (text or lines); with "
+                               "a function name, the return value (or it in a one-element list, as APPS writes).")
+    fn_name: Annotated[str | None, WithJsonSchema({"anyOf": [{"type": "string"}, {"enum": FALSY_JSON}]})] = Field(
+        None, description="The function the tests call (a Python identifier); a false value (null, \"\", 0, false, "
+                          "[], {}): the item's fn_name, else stdin/stdout tests.")
+
+
+class CodeContestsTests(_SchemaOnly):
+    """CodeContests' public_tests, private_tests or generated_tests: stdin/stdout tests, test k is input[k] and
+    output[k]. An object that also has inputs or outputs is read as IOTests."""
+
+    model_config = ConfigDict(json_schema_extra={"not": {"anyOf": [{"required": ["inputs"]},
+                                                                   {"required": ["outputs"]}]}})
+    input: list[StdText] = Field(description="Per test: the stdin.")
+    output: list[StdText] = Field(description="Per test, as many as input: the expected stdout.")
+
+
+class LiveCodeBenchStdinTest(_SchemaOnly):
+    """One stdin/stdout test of LiveCodeBench's public_test_cases or private_test_cases."""
+
+    input: str = Field(description="The stdin.")
+    output: StdText = Field(description="The expected stdout.")
+    testtype: Literal["stdin"] = Field("stdin", description="stdin (the default when absent).")
+
+
+class LiveCodeBenchFunctionalTest(_SchemaOnly):
+    """One functional test of LiveCodeBench: calls the item's fn_name (required; the row's metadata func_name),
+    a class Solution's method of that name if present."""
+
+    input: str = Field(description="The arguments, one JSON value per line.")
+    output: Any = Field(description="The expected return value: JSON text, or the value itself.")
+    testtype: Literal["functional"]
+
+
+class LiveCodeBenchTests(RootModel[list[LiveCodeBenchStdinTest | LiveCodeBenchFunctionalTest]]):
+    """LiveCodeBench's list of tests (public_test_cases, or the decoded private_test_cases)."""
+
+
+class IOTestsJSON(RootModel[Annotated[str, JsonTextOf(IOTests | CodeContestsTests | LiveCodeBenchTests)]]):
+    """IOTests, CodeContestsTests or LiveCodeBenchTests as JSON text (as APPS and TACO store input_output, and
+    verl's ground_truth may be)."""
+
+
+ItemTests = Annotated[list[str] | list[dict[str, Any]] | dict[str, Any] | str,
+                      PublishedAs(AssertTests | IOTests | IOTestsJSON | CodeContestsTests | LiveCodeBenchTests)]
+
+
 class RewardItem(StrictModel):
     question: str | None = Field(None, description="The problem statement (used by the model reward).")
     response: str = Field(description="The raw LLM response; the program is extracted from it.")
-    tests: list[str] | list[dict[str, Any]] | dict[str, Any] | str = Field(
-        [], description="Assert-style tests (a list of statements or blocks), or input/output tests: "
-                        "{\"inputs\": [...], \"outputs\": [...], \"fn_name\"?: name} (APPS/TACO input_output, "
-                        "verl's ground_truth; also as a JSON string), CodeContests' {\"input\": [...], "
-                        "\"output\": [...]}, or LiveCodeBench's list of {\"input\", \"output\", \"testtype\"}. "
-                        "Required (at least one) by the tests and combined rewards.")
+    tests: ItemTests = Field(
+        [], description="One of: AssertTests; IOTests, {\"inputs\", \"outputs\", \"fn_name\"?} (APPS/TACO "
+                        "input_output, verl's ground_truth); IOTestsJSON, the same as JSON text; CodeContestsTests, "
+                        "{\"input\", \"output\"}; LiveCodeBenchTests, a list of {\"input\", \"output\", "
+                        "\"testtype\"?}. Required (at least one) by the tests and combined rewards.")
     test_imports: list[str] = Field([], description="Import lines run before every assert test (MBPP's "
                                     "`test_imports`).")
     compare: Literal["tokens", "lines", "exact"] = Field(
@@ -48,9 +162,8 @@ class RewardItem(StrictModel):
                               "(trailing whitespace and blank lines ignored) or exact.")
     fn_name: str | None = Field(None, description="The function LiveCodeBench functional tests call (its "
                                 "metadata func_name); a class Solution's method of that name is called if present.")
-    stop_on_first_failure: bool = Field(False, description="The tests after the first that fails are not_run (and "
-                                        "the run stops there when the sandbox can tell: an exception, a timeout, a "
-                                        "crash). Implied by tests_reward=binary.")
+    stop_on_first_failure: bool = Field(False, description="The tests after the first that fails are not_run, and "
+                                        "the program is stopped there. Implied by tests_reward=binary.")
 
 
 class LimitsIn(StrictModel):
@@ -128,10 +241,10 @@ class OpenRLHFRequest(StrictModel):
     query: list[str] = Field(min_length=1, description="Prompt + response, as the policy produced them.")
     prompts: list[str] | None = Field(None, description="The prompts; each response is its query minus this "
                                       "prefix. Without them, the response follows the last Qwen assistant marker.")
-    labels: list[str] | None = Field(None, description="Per sample: a JSON list of asserts, an input/output "
-                                     "object (APPS/verl {inputs, outputs, fn_name?}, CodeContests, a LiveCodeBench "
-                                     "list), a JSON object {\"tests\": <any of those>, \"question\"?, \"fn_name\"?, "
-                                     "\"compare\"?, \"test_imports\"?}, or a key into the server's dataset.")
+    labels: list[str] | None = Field(None, description="Per sample: JSON text of AssertTests, IOTests, "
+                                     "CodeContestsTests or LiveCodeBenchTests (the forms of an item's tests), or of "
+                                     "{\"tests\": <any form of an item's tests>, \"question\"?, \"fn_name\"?, "
+                                     "\"compare\"?, \"test_imports\"?}; or a key into the server's dataset.")
     reward: Literal["tests", "model", "combined"] | None = Field(None, description="Overrides "
                                                                   "ACECODER_OPENRLHF_REWARD for this call.")
     tests_reward: Literal["pass_rate", "binary"] | None = Field(None, description="Overrides "
@@ -152,7 +265,9 @@ class OpenRLHFResponse(BaseModel):
 class BestOfNRequest(StrictModel):
     question: str = Field(min_length=1, description="The problem the candidates answer.")
     candidates: list[str] = Field(min_length=1, description="N raw responses.")
-    tests: list[str] = Field([], description="Tests for every candidate; needed to rank by tests.")
+    tests: Annotated[list[str], PublishedAs(AssertTests)] = Field(
+        [], description="AssertTests for every candidate (input/output tests are not taken here); needed to rank "
+                        "by tests.")
     rank_by: Literal["model", "tests", "tests_then_model"] | None = Field(
         None, description="model: AceCodeRM score; tests: pass rate (ties: lowest index); tests_then_model: pass "
                           "rate, ties broken by the score. Default: tests_then_model with tests and a reward "

@@ -51,8 +51,8 @@ class RewardService:
     async def score(self, request: protocol.RewardRequest) -> protocol.RewardResponse:
         with_tests = request.reward in ("tests", "combined")
         with_model = request.reward in ("model", "combined")
-        self._check_sizes(request)
-        self._check_parts(request, with_tests, with_model)
+        counts = self._check_sizes(request)
+        self._check_parts(request, counts, with_tests, with_model)
         tests: list[ItemResult] | None = None
         scores: list[float] | None = None
         if with_tests and with_model:
@@ -89,14 +89,15 @@ class RewardService:
                              first_test=_first_assert(i)) for i in request.items]
         return await self.model.scores(inputs)
 
-    def _check_parts(self, request: protocol.RewardRequest, with_tests: bool, with_model: bool) -> None:
+    def _check_parts(self, request: protocol.RewardRequest, counts: list[int], with_tests: bool,
+                     with_model: bool) -> None:
         if request.weights is not None and request.reward != "combined":
             raise InvalidRequest("weights: apply only to reward=combined", field="weights")
         if with_model and self.model is None:
             raise InvalidRequest("reward: no reward model is configured on this server (ACECODER_RM_BACKEND is "
                                  "'none'); use reward=tests", field="reward")
         for n, item in enumerate(request.items):
-            if with_tests and not item.tests:
+            if with_tests and not counts[n]:  # `[]`, or an input/output form holding no test (`"[]"`)
                 raise InvalidRequest(f"items.{n}.tests: reward={request.reward} needs at least one test",
                                      field=f"items.{n}.tests")
             if with_model and not item.question:
@@ -116,15 +117,18 @@ class RewardService:
             max_file_bytes=s.sandbox_max_file_bytes,
             max_output_bytes=s.sandbox_max_output_bytes, max_result_bytes=s.sandbox_max_result_bytes)
 
-    def _check_sizes(self, request: protocol.RewardRequest) -> None:
+    def _check_sizes(self, request: protocol.RewardRequest) -> list[int]:
+        """Checks the request's sizes against the server's limits; returns each item's number of tests."""
         s = self.settings
         if len(request.items) > s.max_items_per_request:
             raise InvalidRequest(f"at most {s.max_items_per_request} items per request", field="items")
+        counts = []
         for n, item in enumerate(request.items):
             if len(item.response) > s.max_response_chars:
                 raise InvalidRequest(f"response longer than {s.max_response_chars} characters",
                                      field=f"items.{n}.response")
             count = len(wire_tests(item, n)) if not _asserts(item.tests) else len(item.tests)
+            counts.append(count)
             if count > s.max_tests_per_item:
                 raise InvalidRequest(f"at most {s.max_tests_per_item} tests per item", field=f"items.{n}.tests")
             if not _asserts(item.tests):
@@ -140,6 +144,7 @@ class RewardService:
                 if len(test) > s.max_test_chars:
                     raise InvalidRequest(f"test longer than {s.max_test_chars} characters",
                                          field=f"items.{n}.tests.{k}")
+        return counts
 
     def _admit(self, count: int) -> None:
         if self._pending + count > self.settings.max_pending_items:

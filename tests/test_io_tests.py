@@ -144,6 +144,9 @@ def test_hostile_io_programs_are_never_credited(client: httpx.Client, name: str)
     ({"something": "else"}, {}),
     ({"inputs": ["1"], "outputs": ["1"]}, {"test_imports": ["import math"]}),
     ({"inputs": ["1"], "outputs": ["1"]}, {"compare": "fuzzy"}),
+    ({"inputs": [], "outputs": []}, {}),  # no test at all, as with `[]`
+    ("[]", {}),
+    ('{"inputs": [], "outputs": []}', {}),
 ])
 def test_malformed_io_tests_are_a_422_naming_the_field(client: httpx.Client, tests: Any, extra: dict) -> None:
     answer = client.post("/v1/rewards", json={"items": [{"response": "print(1)", "tests": tests, **extra}]})
