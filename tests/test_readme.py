@@ -16,9 +16,21 @@ from tests.conftest import REPO, free_port, wait_for
 
 
 def test_every_setting_is_documented() -> None:
-    readme = (REPO / "README.md").read_text()
-    missing = [n for n in Settings.model_fields if f"`ACECODER_{n.upper()}`" not in readme]
+    """docs/configuration.md lists every setting with its default; the README links it, and what the README
+    shows of it is the same rows."""
+    table = (REPO / "docs" / "configuration.md").read_text()
+    missing = [n for n in Settings.model_fields if f"`ACECODER_{n.upper()}`" not in table]
     assert missing == []
+    readme = (REPO / "README.md").read_text()
+    assert "(docs/configuration.md)" in readme
+    rows = [line for line in readme.splitlines() if line.startswith("| `ACECODER_")]
+    assert rows and all(row in table.splitlines() for row in rows)
+    for name, field in Settings.model_fields.items():  # the default shown is the default
+        row = next(line for line in table.splitlines() if line.startswith(f"| `ACECODER_{name.upper()}`"))
+        shown = row.split("|")[2].strip().strip("`")
+        default = field.default
+        if default in (None, "", []):
+            assert shown in ("(unset)", "(empty)"), row
 
 
 def test_readme_commands_exist_and_ci_runs_the_test_command() -> None:
