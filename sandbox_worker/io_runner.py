@@ -20,10 +20,12 @@ import types
 from typing import Any
 
 # Bound at import, before the candidate runs.
-_dup, _dup2, _close, _memfd, _lseek, _pread, _write, _ftruncate, _fstat = (
-    os.dup, os.dup2, os.close, os.memfd_create, os.lseek, os.pread, os.write, os.ftruncate, os.fstat)
+_dup, _dup2, _close, _memfd, _lseek, _pread, _pwrite, _ftruncate, _fstat = (
+    os.dup, os.dup2, os.close, os.memfd_create, os.lseek, os.pread, os.pwrite, os.ftruncate, os.fstat)
 _ModuleType, _TextIOWrapper, _FileIO, _BufferedReader, _BufferedWriter = (
     types.ModuleType, io.TextIOWrapper, io.FileIO, io.BufferedReader, io.BufferedWriter)
+_SEEK_END = os.SEEK_END
+STDOUT_KEEP_BYTES = 1 << 20  # the stdout memfd is emptied at a test's start only once it holds this much
 
 
 class ScriptExit(Exception):
@@ -31,28 +33,32 @@ class ScriptExit(Exception):
 
 
 _fds: list[int] = []  # the run's output pipe (saved from fd 1), the stdin memfd, the stdout memfd
+_streams: list[Any] = [None, None]  # sys.stdin and sys.stdout over fds 0 and 1, reused while they stay open
 
 
 def run_stdio(code: Any, stdin: str, max_bytes: int) -> str:
-    """Runs the compiled script on `stdin`; returns its stdout (decoded, invalid UTF-8 replaced)."""
-    if not _fds:  # once per run: the memfds are emptied and reused from test to test
+    """Runs the compiled script on `stdin`; returns its stdout (decoded, invalid UTF-8 replaced).
+
+    Per test, the stdin memfd is overwritten in place and cut to the input's length, and the test's stdout is
+    what the stdout memfd gained past its end at the test's start: no page is freed and faulted again per
+    test (both memfds are emptied only once the output kept passes STDOUT_KEEP_BYTES)."""
+    if not _fds:  # once per run: the memfds are reused from test to test
         _fds.extend((_above_stdio(_dup(1)), _above_stdio(_memfd("stdin")), _above_stdio(_memfd("stdout"))))
     saved_out, in_fd, out_fd = _fds
     try:
-        _ftruncate(in_fd, 0)
-        _ftruncate(out_fd, 0)
-        _lseek(out_fd, 0, 0)
         data = stdin.encode("utf-8", "surrogatepass")
-        _lseek(in_fd, 0, 0)
-        while data:
-            data = data[_write(in_fd, data):]
-        _lseek(in_fd, 0, 0)
-        _dup2(in_fd, 0)
+        written = 0
+        while written < len(data):
+            written += _pwrite(in_fd, data[written:], written)
+        _ftruncate(in_fd, len(data))
+        start = _lseek(out_fd, 0, _SEEK_END)
+        if start > STDOUT_KEEP_BYTES:
+            _ftruncate(out_fd, 0)
+            start = _lseek(out_fd, 0, 0)
+        _dup2(in_fd, 0)  # again each test: the program may have closed or replaced fds 0 and 1
         _dup2(out_fd, 1)
-        stdout = _TextIOWrapper(_BufferedWriter(_FileIO(1, "w", closefd=False)), encoding="utf-8", errors="replace")
-        sys.stdin = _TextIOWrapper(_BufferedReader(_FileIO(0, "r", closefd=False)), encoding="utf-8",
-                                   errors="replace")
-        sys.stdout = stdout
+        sys.stdin = _reader()
+        stdout = sys.stdout = _writer()
         try:
             _exec_main(code)
         finally:
@@ -65,9 +71,33 @@ def run_stdio(code: Any, stdin: str, max_bytes: int) -> str:
                     sys.stdout.flush()
                 except Exception:
                     pass
-        return _read_all(out_fd, max_bytes).decode("utf-8", "replace")
+        return _read_from(out_fd, start, max_bytes).decode("utf-8", "replace")
     finally:
         _dup2(saved_out, 1)
+
+
+def _reader() -> Any:
+    """sys.stdin for a test, at the start of its input (the last test's, unless the program closed it)."""
+    reader = _streams[0]
+    if reader is not None and not reader.closed:
+        try:
+            reader.seek(0)  # drops what the last test left buffered, and rewinds fd 0 (shared with the memfd)
+            return reader
+        except Exception:
+            pass
+    _lseek(0, 0, 0)
+    reader = _streams[0] = _TextIOWrapper(_BufferedReader(_FileIO(0, "r", closefd=False)), encoding="utf-8",
+                                          errors="replace")
+    return reader
+
+
+def _writer() -> Any:
+    """sys.stdout for a test: the last test's (flushed empty at its end), unless the program closed it."""
+    writer = _streams[1]
+    if writer is None or writer.closed:
+        writer = _streams[1] = _TextIOWrapper(_BufferedWriter(_FileIO(1, "w", closefd=False)), encoding="utf-8",
+                                              errors="replace")
+    return writer
 
 
 def _above_stdio(fd: int) -> int:
@@ -96,14 +126,14 @@ def _exec_main(code: Any) -> None:
         raise ScriptExit(f"the program exited with status {status!r}"[:200]) from None
 
 
-def _read_all(fd: int, max_bytes: int) -> bytes:
-    """The memfd's whole content, in one read of exactly its size."""
-    size = _fstat(fd).st_size
+def _read_from(fd: int, start: int, max_bytes: int) -> bytes:
+    """What the memfd holds past `start`, in one read of exactly that size."""
+    size = _fstat(fd).st_size - start
     if size > max_bytes:
         raise ValueError(f"output over {max_bytes} bytes")
-    chunks, offset = [], 0
-    while offset < size:
-        chunk = _pread(fd, size - offset, offset)
+    chunks, offset = [], start
+    while offset < start + size:
+        chunk = _pread(fd, start + size - offset, offset)
         if not chunk:
             break
         chunks.append(chunk)

@@ -55,6 +55,15 @@ STDIO_CASES: dict[str, tuple[str, Any, dict[str, Any], list[str]]] = {
                      {}, ["pass"] * 3),
     "LiveCodeBench stdin": ("n = int(input())\nprint(n * 2)\n",
                             [{"input": "4\n", "output": "8\n", "testtype": "stdin"}], {}, ["pass"]),
+    # A test's stdin and stdout are its own, however the last test left them (they are reused from test to test).
+    "reads one line of two": ("print(input())\n", {"inputs": ["a\nb\n", "c\nd\n", "e"], "outputs": ["a", "c", "e"]},
+                              {}, ["pass"] * 3),
+    "closes stdin and stdout": ("import sys\nn = int(sys.stdin.read())\nsys.stdin.close()\nprint(n * 2)\n"
+                                "sys.stdout.close()\n", DOUBLE, {}, ["pass"] * 3),
+    "seeks its stdout back": ("import os, sys\nprint('junk', flush=True)\nos.lseek(1, 0, os.SEEK_SET)\n"
+                              "print(int(input()) * 2)\n", DOUBLE, {}, ["fail"] * 3),
+    "outputs of 600 KB each": ("n = int(input())\nprint('7' * n)\n",
+                               {"inputs": ["600000"] * 3, "outputs": ["7" * 600000] * 3}, {}, ["pass"] * 3),
 }
 
 
