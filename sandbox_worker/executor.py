@@ -39,6 +39,8 @@ class ItemResult:
     code: str | None
     tests: judge.TestsResult
     cached: bool = False  # answered from the test-result cache (service/result_cache.py), not run
+    # The run profile of the queue worker that ran it; None: run by this process's own executor.
+    profile: str | None = None
 
 
 OnResult = Callable[[int, ItemResult], None]  # (index in the batch, its result), called as each item finishes

@@ -54,9 +54,11 @@ class Job:
         return Limits(**{name: min(self.limits[name], getattr(caps, name)) for name in Limits.__dataclass_fields__})
 
 
-def encode_result(job_id: str, result: ItemResult, queued_s: float, run_s: float, worker: str) -> bytes:
+def encode_result(job_id: str, result: ItemResult, queued_s: float, run_s: float, worker: str,
+                  profile: str | None = None) -> bytes:
+    """`profile`: the worker's run profile, so a gateway caches only results run the way its cache key says."""
     return orjson.dumps({"id": job_id, "code": result.code, "tests": result.tests, "queued_s": queued_s,
-                         "run_s": run_s, "worker": worker})
+                         "run_s": run_s, "worker": worker, "profile": profile})
 
 
 @dataclass
@@ -69,7 +71,9 @@ class QueuedResult:
 
 def decode_result(raw: bytes) -> QueuedResult:
     data = orjson.loads(raw)
-    item = ItemResult(data["code"], judge.TestsResult(**data["tests"]))
+    profile = data.get("profile")  # absent from an older worker's results
+    item = ItemResult(data["code"], judge.TestsResult(**data["tests"]),
+                      profile=profile if isinstance(profile, str) else None)
     return QueuedResult(data["id"], item, float(data["queued_s"]), float(data["run_s"]))
 
 

@@ -336,7 +336,7 @@ class QueueWorker:
         run_s = time.monotonic() - started
         log.debug("job %s: %s, %d/%d tests passed, %.3f s", job.id, result.tests.status, result.tests.passed,
                   result.tests.total, run_s)
-        raw = encode_result(job.id, result, queued_s, run_s, self.config.name)
+        raw = encode_result(job.id, result, queued_s, run_s, self.config.name, self.executor.profile)
         self._commit_soon(claim, raw, "done")
 
     def _commit_soon(self, claim: Claim, raw: bytes | None, outcome: str, dead_letter: bytes | None = None) -> None:

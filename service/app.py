@@ -4,18 +4,26 @@ model (tokenizer -> batcher -> vLLM or in-process backend) -> reward service -> 
 from __future__ import annotations
 
 import asyncio
+import gc
+import inspect
 import logging
 import re
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
+import pydantic_core
 from fastapi import FastAPI, Request
+from fastapi._compat import ModelField
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from acecoder_reward.service import protocol
 from acecoder_reward.service.auth import BearerAuthMiddleware
@@ -50,6 +58,10 @@ def create_app(settings: Settings) -> FastAPI:
                 open_cache(settings, metrics) as cache:
             app.state.rewards = RewardService(executor, settings, metrics, model, cache)
             app.state.openrlhf = OpenRLHFAdapter(app.state.rewards, settings, dataset)
+            # What startup built (modules, schemas, the dataset) lives as long as the process: out of the
+            # collector's sight, a full collection walks only what requests made (~35 ms less per pass here).
+            gc.collect()
+            gc.freeze()
             try:
                 yield
             finally:
@@ -58,9 +70,12 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(title="AceCoder reward service", version="0.1.0", lifespan=lifespan)
     app.state.rewards = app.state.openrlhf = None
     app.state.metrics = metrics
+    app.router.route_class = JsonBodyRoute  # the body routes' fast path; the others are plain APIRoutes
     _install_error_handlers(app)
     _install_routes(app)
     _install_trainer_routes(app)
+    # The docs' routes (outside the schema) after the API's: a request finds its route in fewer tries.
+    app.router.routes.sort(key=lambda route: not getattr(route, "include_in_schema", True))
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     # Outside the body limit (an unauthenticated caller is refused before its body is read), inside the
     # request metrics (refusals are counted).
@@ -107,12 +122,14 @@ def _openrlhf(request: Request) -> OpenRLHFAdapter:
 
 
 async def _until_disconnect(request: Request, work: Awaitable[T]) -> T:
-    """Runs `work`, cancelling it if the client goes away: its queued model inputs are then dropped before
-    compute and its queued test jobs withdrawn, instead of being computed for nobody. The body is read by
-    now, so the next ASGI message can only be the disconnect."""
-    task = asyncio.ensure_future(work)
-
+    """Runs `work` in this task, cancelling it if the client goes away: its queued model inputs are then dropped
+    before compute and its queued test jobs withdrawn, instead of being computed for nobody. The body is read by
+    now, so the next ASGI message can only be the disconnect. The watcher starts once `work` first waits: an
+    answer found without waiting (a cache hit) costs no task."""
+    task = asyncio.current_task()
+    assert task is not None
     gone = False
+    watcher: asyncio.Future[None] | None = None
 
     async def watch() -> None:
         nonlocal gone
@@ -121,15 +138,23 @@ async def _until_disconnect(request: Request, work: Awaitable[T]) -> T:
         gone = True
         task.cancel()
 
-    watcher = asyncio.ensure_future(watch())
+    def start_watching() -> None:
+        nonlocal watcher
+        watcher = asyncio.ensure_future(watch())
+
+    soon = asyncio.get_running_loop().call_soon(start_watching)
     try:
-        return await task
+        return await work
     except asyncio.CancelledError:
-        if gone:
-            raise ClientDisconnected("the client disconnected before its rewards were ready") from None
-        raise
+        if not gone:
+            raise
     finally:
-        watcher.cancel()
+        soon.cancel()
+        if watcher is not None:
+            watcher.cancel()
+        if gone:
+            task.uncancel()  # the cancel was ours: the request's task goes on to answer
+    raise ClientDisconnected("the client disconnected before its rewards were ready")
 
 
 def _install_trainer_routes(app: FastAPI) -> None:
@@ -180,6 +205,99 @@ def _field_of(error: Any) -> str:
 
 
 _UNION_MEMBER = re.compile(r"(list|dict|str|int|float|bool)(\[.*\])?")
+
+
+class JsonBodyRoute(APIRoute):
+    """A route whose endpoint takes (its body's model, the Request) and returns a Response gets a fast path: a
+    body sent as `application/json` that parses (pydantic-core's parser, which reads JSON as the stdlib does, at a
+    quarter of the cost) to an object that validates (FastAPI's own validation of the body field) goes straight to
+    the endpoint, without FastAPI's per-request work (its content type parsed by `email.message`, the stdlib
+    decoder, dependency solving, two exit stacks). Anything else (another content type, bad JSON, a field in
+    error, a body that could not be read) goes to FastAPI's own handling, the body replayed to it: every refusal
+    is FastAPI's, unchanged, and so is any error the endpoint raises (the app's handlers answer it). Routes of
+    another shape (no body: /health, /metrics) are plain APIRoutes."""
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        super().__init__(path, endpoint, **kwargs)
+        names = _body_and_request(endpoint)
+        if names is not None and self.body_field is not None and not self.dependencies:
+            self.app = _json_body_app(self.app, self.body_field, endpoint, *names)
+
+
+def _json_body_app(general: ASGIApp, body_field: ModelField, endpoint: Callable[..., Awaitable[Response]],
+                   body_name: str, request_name: str) -> ASGIApp:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            body = await _read_body(receive)
+        except Exception as exc:  # cut short, or over the size limit: FastAPI meets the same error
+            await general(scope, _replay(receive, exc), send)
+            return
+        value = _valid_body(scope, body, body_field)
+        if value is None:
+            await general(scope, _replay(receive, body), send)
+            return
+        request = Request(scope, _replay(receive, body), send)
+        response = await endpoint(**{body_name: value, request_name: request})
+        await response(scope, receive, send)
+
+    return app
+
+
+async def _read_body(receive: Receive) -> bytes:
+    """The whole body, read as Starlette's `Request.body()` reads it."""
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.request":
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+        elif message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+
+
+def _replay(receive: Receive, first: bytes | Exception) -> Receive:
+    """`receive`, after one message: the whole body, or the error reading it raised."""
+    replayed = False
+
+    async def replaying() -> Message:
+        nonlocal replayed
+        if replayed:
+            return await receive()
+        replayed = True
+        if isinstance(first, Exception):
+            raise first
+        return {"type": "http.request", "body": first, "more_body": False}
+
+    return replaying
+
+
+def _valid_body(scope: Scope, body: bytes, body_field: ModelField) -> Any:
+    """The validated body, or None where FastAPI's handling must answer."""
+    content_type = next((v for k, v in scope["headers"] if k == b"content-type"), None)  # the first, as FastAPI
+    if content_type != b"application/json":
+        return None
+    try:
+        data = pydantic_core.from_json(body)
+    except ValueError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    value, errors = body_field.validate(data, {}, loc=("body",))
+    return None if errors else value
+
+
+def _body_and_request(endpoint: Callable[..., Any]) -> tuple[str, str] | None:
+    """(body parameter, request parameter) of an `async (Model, Request) -> Response` endpoint, else None."""
+    signature = inspect.signature(endpoint, eval_str=True)
+    kinds = {name: p.annotation for name, p in signature.parameters.items()}
+    bodies = [n for n, a in kinds.items() if isinstance(a, type) and issubclass(a, BaseModel)]
+    requests = [n for n, a in kinds.items() if a is Request]
+    returns = signature.return_annotation
+    if (len(kinds) != 2 or len(bodies) != 1 or len(requests) != 1 or not inspect.iscoroutinefunction(endpoint)
+            or not (isinstance(returns, type) and issubclass(returns, Response))):
+        return None
+    return bodies[0], requests[0]
 
 
 def _install_request_metrics(app: FastAPI, metrics: Metrics) -> None:

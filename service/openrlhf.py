@@ -8,11 +8,12 @@ reward model's micro-batcher exactly as one big request would.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,10 @@ USER_MARKERS = ("<|im_start|>user\n", "<|start_header_id|>user<|end_header_id|>\
 END_OF_TURN = ("<|im_end|>", "<|eot_id|>")
 END_MARKERS = (*END_OF_TURN, "<|endoftext|>", "<|end_of_text|>")
 LABEL_FIELDS = ("tests", "fn_name", "compare", "test_imports")  # an item's fields a label sets
+# A prompt's label comes with each of its N samples: JSON labels up to this long are parsed once (the last
+# LABEL_MEMO_SIZE of them kept), longer ones (large I/O tests) each time rather than kept.
+LABEL_MEMO_CHARS = 16_384
+LABEL_MEMO_SIZE = 256
 
 
 def question_key(text: str) -> str:
@@ -186,10 +191,11 @@ class OpenRLHFAdapter:
                                  "object, or a key into the server's dataset (ACECODER_DATASET_PATH); without a "
                                  "label, the prompt's question must be one row's question in that dataset",
                                  field=f"labels.{i}")
+        item = problem.item(response)
         if not problem.question:
-            problem = replace(problem, question=question_of(prompt))
+            item["question"] = question_of(prompt)
         try:
-            return protocol.RewardItem.model_validate(problem.item(response))
+            return protocol.RewardItem.model_validate(item)
         except ValidationError as exc:  # checked() took the label; this is a last guard, named the same way
             raise InvalidRequest(f"labels.{i}: {exc.errors()[0]['msg']}", field=f"labels.{i}") from exc
 
@@ -201,7 +207,7 @@ class OpenRLHFAdapter:
         text = label.strip()
         if text.startswith(("[", "{")):
             try:
-                return label_problem(json.loads(text))
+                return _parsed_label(text) if len(text) <= LABEL_MEMO_CHARS else label_problem(json.loads(text))
             except ValueError as exc:  # bad JSON, or DatasetError
                 raise InvalidRequest(f"labels.{i}: {exc}", field=f"labels.{i}") from exc
         problem = self.dataset.get(text)
@@ -209,6 +215,13 @@ class OpenRLHFAdapter:
             where = "the server has no dataset (ACECODER_DATASET_PATH)" if not self.dataset else "not in the dataset"
             raise InvalidRequest(f"labels.{i}: {text[:80]!r} is not a test list, and {where}", field=f"labels.{i}")
         return problem
+
+
+@functools.lru_cache(maxsize=LABEL_MEMO_SIZE)
+def _parsed_label(text: str) -> Problem:
+    """A JSON label's problem, shared by the requests that send the same label (nothing changes a Problem: it
+    is frozen, and validating an item copies its lists)."""
+    return label_problem(json.loads(text))
 
 
 def _renamed(exc: InvalidRequest) -> InvalidRequest:

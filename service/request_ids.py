@@ -5,9 +5,9 @@ returns it in `X-Request-ID`. One access-log line per request says what happened
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
-import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -16,6 +16,14 @@ from acecoder_reward.sandbox_worker.log_context import request_id
 HEADER = b"x-request-id"
 SANE = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
 access = logging.getLogger("acecoder.access")
+
+
+def fresh_id() -> str:
+    """`uuid.uuid4().hex`, built without the UUID object (a quarter of the cost)."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = raw[6] & 0x0F | 0x40  # version 4
+    raw[8] = raw[8] & 0x3F | 0x80  # RFC 4122 variant
+    return raw.hex()
 
 
 class RequestIdMiddleware:
@@ -27,7 +35,7 @@ class RequestIdMiddleware:
             await self.app(scope, receive, send)
             return
         given = dict(scope["headers"]).get(HEADER, b"")
-        rid = given.decode() if SANE.fullmatch(given) else uuid.uuid4().hex
+        rid = given.decode() if SANE.fullmatch(given) else fresh_id()
         token = request_id.set(rid)
         started = time.perf_counter()
         status = 500

@@ -105,13 +105,34 @@ def _assert_digest(test: str) -> bytes:
     return _digest(_test_bytes(test))
 
 
-def item_key(response: str, tests: Sequence[Any], context: bytes, stop: bool) -> ItemKey:
-    program = extraction_input(response)
-    digests = [_assert_digest(t) if isinstance(t, str) else _digest(_test_bytes(t)) for t in tests]
-    parts = [context, *(_text(p) for p in program)]
-    if len(program) > 2:  # several fenced blocks: the names the tests call choose one, so the tests belong in
-        parts.extend(digests)
-    entry = _digest(*parts).hex()
+@dataclass(frozen=True)
+class ListKey:
+    """What an item's key takes from its test list alone (and stop_on_first_failure)."""
+
+    digests: tuple[bytes, ...]  # one per test
+    fields: tuple[bytes, ...]  # the run's status and code, then one per test, keyed by the tests up to it
+    clocked: frozenset[int]  # tests the judge decides on a clock: never stored
+
+
+def list_key(tests: Sequence[Any], stop: bool) -> ListKey:
+    """The list's key parts, computed once per list of asserts (a problem's list comes with each of its N
+    samples, and hashing it is most of an item's key) up to LIST_MEMO_CHARS long, so the memo stays small
+    whatever clients send; longer lists and I/O tests (dicts) are hashed each time."""
+    if all(isinstance(t, str) for t in tests) and sum(len(t) for t in tests) <= LIST_MEMO_CHARS:
+        return _assert_list_key(tuple(tests), stop)
+    return _list_key(tests, stop)
+
+
+LIST_MEMO_CHARS = 32_768  # at most 1,024 lists of this many characters are held: 32 M characters
+
+
+@functools.lru_cache(maxsize=1024)
+def _assert_list_key(tests: tuple[str, ...], stop: bool) -> ListKey:
+    return _list_key(tests, stop)
+
+
+def _list_key(tests: Sequence[Any], stop: bool) -> ListKey:
+    digests = tuple(_assert_digest(t) if isinstance(t, str) else _digest(_test_bytes(t)) for t in tests)
     # Test i's outcome may depend on every test before it (they share the run's process): its field is keyed
     # by the whole prefix. The run's status and code depend on the whole list and on the stop.
     chain, prefixes = b"", []
@@ -122,7 +143,17 @@ def item_key(response: str, tests: Sequence[Any], context: bytes, stop: bool) ->
     # unittest's regex checks run the test's pattern over the candidate's text under a time limit: their
     # verdict may differ from run to run.
     clocked = frozenset(i for i, t in enumerate(tests) if isinstance(t, str) and "Regex" in t)
-    return ItemKey(entry, (status, *prefixes), _digest(entry.encode(), status), clocked)
+    return ListKey(digests, (status, *prefixes), clocked)
+
+
+def item_key(response: str, tests: Sequence[Any], context: bytes, stop: bool) -> ItemKey:
+    program = extraction_input(response)
+    key = list_key(tests, stop)
+    parts = [context, *(_text(p) for p in program)]
+    if len(program) > 2:  # several fenced blocks: the names the tests call choose one, so the tests belong in
+        parts.extend(key.digests)
+    entry = _digest(*parts).hex()
+    return ItemKey(entry, key.fields, _digest(entry.encode(), key.fields[0]), key.clocked)
 
 
 def _copy(data: bytes) -> bytes:
@@ -217,48 +248,60 @@ class ResultCache:
             leading[key.whole] = self._in_flight[key.whole] = loop.create_future()
             leaders.append(i)
         try:
-            await self._lead(executor, items, limits, stops, keys, leaders, results)
+            await self._lead(executor, items, limits, stops, keys, leaders, results, profile)
         finally:
             for whole, future in leading.items():
                 self._in_flight.pop(whole, None)
                 if not future.done():  # the run failed or was cancelled: followers run on their own
                     future.set_result(None)
         alone += await self._follow(following, results)
-        if alone:
-            self._misses.inc(len(alone))
-            await self._run(executor, items, limits, stops, keys, alone, results)
+        if alone:  # not shared with items in flight, but a stored result still answers them
+            misses = await self._answer(keys, stops, alone, results)
+            if misses:
+                await self._run(executor, items, limits, stops, keys, misses, results, profile)
         if any(r is None for r in results):
             raise RuntimeError("the test-result cache lost an item's result")
         return results  # type: ignore[return-value]  # no None left, checked above
 
     async def _lead(self, executor: Executor, items: Sequence[tuple[str, list[Any]]], limits: Limits,
                     stops: Sequence[bool], keys: list[ItemKey], leaders: list[int],
-                    results: list[ItemResult | None]) -> None:
-        found = await self._lookup([keys[i] for i in leaders])
+                    results: list[ItemResult | None], profile: str) -> None:
+        misses = await self._answer(keys, stops, leaders, results)
+        for i in leaders:
+            if results[i] is not None:
+                self._in_flight[keys[i].whole].set_result(results[i])
+        if misses:
+            await self._run(executor, items, limits, stops, keys, misses, results, profile)
+
+    async def _answer(self, keys: list[ItemKey], stops: Sequence[bool], which: list[int],
+                      results: list[ItemResult | None]) -> list[int]:
+        """Answers from the store what it holds; returns the items it does not (they must run)."""
+        found = await self._lookup([keys[i] for i in which])
         misses: list[int] = []
-        for i, values in zip(leaders, found, strict=True):
+        for i, values in zip(which, found, strict=True):
             hit = self._decoded(values, stops[i])
             if hit is None:
                 misses.append(i)
             else:
                 results[i] = hit
-                self._in_flight[keys[i].whole].set_result(hit)
-        self._hits.inc(len(leaders) - len(misses))
+        self._hits.inc(len(which) - len(misses))
         self._misses.inc(len(misses))
-        if misses:
-            await self._run(executor, items, limits, stops, keys, misses, results)
+        return misses
 
     async def _run(self, executor: Executor, items: Sequence[tuple[str, list[Any]]], limits: Limits,
                    stops: Sequence[bool], keys: list[ItemKey], which: list[int],
-                   results: list[ItemResult | None]) -> None:
-        """Runs items and stores what may be stored. Each item's waiting followers get its result as soon as
-        it is known, not when the whole batch is."""
+                   results: list[ItemResult | None], profile: str) -> None:
+        """Runs items and stores what may be stored (`profile`: the run profile the keys hold). Each item's
+        waiting followers get its result as soon as it is known, not when the whole batch is."""
         stored: list[tuple[str, dict[bytes, bytes]]] = []
 
         def finished(k: int, result: ItemResult) -> None:
             i = which[k]
             key = keys[i]
-            fields = entry_fields(key, result, stops[i])
+            # A queue worker that ran it the way this key says (a worker that joined with another profile runs
+            # jobs until the next poll of the workers' profiles sees it).
+            keyed = result.profile is None or result.profile == profile
+            fields = entry_fields(key, result, stops[i]) if keyed else None
             if fields is not None:
                 stored.append((key.entry, fields))
             else:  # identical items arriving soon run at once rather than wait for a run they cannot share

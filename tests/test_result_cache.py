@@ -490,3 +490,47 @@ def test_the_data_commands_in_process_use_the_cache_unless_told_not_to() -> None
         async with callers.in_process(Settings(pool_size=1), cache=False) as call:
             assert [i["cached"] for i in (await call(body))["items"]] == [False, False]
     asyncio.run(scenario())
+
+
+def test_a_result_run_under_another_profile_is_not_stored() -> None:
+    """A worker that joined with another run profile runs jobs until its gateways' next poll of the workers'
+    profiles: its results carry its profile, and the cache keeps only those run as the key says. The executor
+    here stands in for the queue at its seam (`rewards.Executor`), answering as such a worker would."""
+    from acecoder_reward.sandbox_worker import judge
+    from acecoder_reward.sandbox_worker.executor import ItemResult
+    from acecoder_reward.sandbox_worker.job_queue import decode_result, encode_result
+    from acecoder_reward.service.metrics import Metrics
+    from acecoder_reward.service.result_cache import ResultCache
+
+    class Workers:
+        profile = "the gateway's"
+
+        def __init__(self) -> None:
+            self.ran = 0
+            self.worker_profile = "another"
+
+        async def execute_many(self, items, limits, stops, on_result=None):  # type: ignore[no-untyped-def]
+            results = []
+            for k, (_, tests) in enumerate(items):
+                self.ran += 1
+                sent = ItemResult("code", judge.TestsResult("ok", ["pass"] * len(tests), [None] * len(tests)))
+                # Through the queue's own wire format, as a worker's result reaches the gateway.
+                result = decode_result(encode_result("job", sent, 0.0, 0.0, "w", self.worker_profile)).item
+                if on_result is not None:
+                    on_result(k, result)
+                results.append(result)
+            return results
+
+    async def scenario() -> list[int]:
+        workers, cache = Workers(), ResultCache(MemoryStore(max_bytes=1 << 20), Metrics())
+        items = [(fresh_add(), ADD_TESTS)]
+        runs = []
+        for profile in ("another", "the gateway's", "the gateway's"):
+            workers.worker_profile = profile
+            before = workers.ran
+            await cache.execute_many(workers, items, LIMITS, [False])  # type: ignore[arg-type]
+            runs.append(workers.ran - before)
+        return runs
+
+    # Run under another profile: not stored, so the next one runs too; that one is stored and answers the third.
+    assert asyncio.run(scenario()) == [1, 1, 0]
