@@ -26,6 +26,7 @@ _ModuleType, _TextIOWrapper, _FileIO, _BufferedReader, _BufferedWriter = (
     types.ModuleType, io.TextIOWrapper, io.FileIO, io.BufferedReader, io.BufferedWriter)
 _SEEK_END = os.SEEK_END
 STDOUT_KEEP_BYTES = 1 << 20  # the stdout memfd is emptied at a test's start only once it holds this much
+max_file_bytes = 1 << 62  # the run's file size limit (RLIMIT_FSIZE holds memfds too); the runner sets it
 
 
 class ScriptExit(Exception):
@@ -34,6 +35,7 @@ class ScriptExit(Exception):
 
 _fds: list[int] = []  # the run's output pipe (saved from fd 1), the stdin memfd, the stdout memfd
 _streams: list[Any] = [None, None]  # sys.stdin and sys.stdout over fds 0 and 1, reused while they stay open
+_retired: list[Any] = []  # streams whose flush failed: kept, so their unwritten bytes never reach a later test
 
 
 def run_stdio(code: Any, stdin: str, max_bytes: int) -> str:
@@ -41,7 +43,8 @@ def run_stdio(code: Any, stdin: str, max_bytes: int) -> str:
 
     Per test, the stdin memfd is overwritten in place and cut to the input's length, and the test's stdout is
     what the stdout memfd gained past its end at the test's start: no page is freed and faulted again per
-    test (both memfds are emptied only once the output kept passes STDOUT_KEEP_BYTES)."""
+    test (the stdout memfd is emptied once what it keeps passes STDOUT_KEEP_BYTES, or could leave a test less
+    than `max_bytes` under the file size limit)."""
     if not _fds:  # once per run: the memfds are reused from test to test
         _fds.extend((_above_stdio(_dup(1)), _above_stdio(_memfd("stdin")), _above_stdio(_memfd("stdout"))))
     saved_out, in_fd, out_fd = _fds
@@ -52,7 +55,7 @@ def run_stdio(code: Any, stdin: str, max_bytes: int) -> str:
             written += _pwrite(in_fd, data[written:], written)
         _ftruncate(in_fd, len(data))
         start = _lseek(out_fd, 0, _SEEK_END)
-        if start > STDOUT_KEEP_BYTES:
+        if start > STDOUT_KEEP_BYTES or start + max_bytes > max_file_bytes:
             _ftruncate(out_fd, 0)
             start = _lseek(out_fd, 0, 0)
         _dup2(in_fd, 0)  # again each test: the program may have closed or replaced fds 0 and 1
@@ -62,24 +65,34 @@ def run_stdio(code: Any, stdin: str, max_bytes: int) -> str:
         try:
             _exec_main(code)
         finally:
-            try:
-                stdout.flush()
-            except Exception:
-                pass
+            _flush(stdout)
             if sys.stdout is not stdout:
-                try:
-                    sys.stdout.flush()
-                except Exception:
-                    pass
+                _flush(sys.stdout)
         return _read_from(out_fd, start, max_bytes).decode("utf-8", "replace")
     finally:
         _dup2(saved_out, 1)
 
 
+def _flush(stream: Any) -> None:
+    try:
+        stream.flush()
+    except Exception:  # closed fd 1, file size limit, a stream of the program's: whatever is left stays out
+        _retired.append(stream)
+        if stream is _streams[1]:
+            _streams[1] = None
+
+
+def _usable(stream: Any) -> bool:
+    try:
+        return stream is not None and not stream.closed
+    except Exception:  # detached by the program (`io.TextIOWrapper(sys.stdout.detach())`)
+        return False
+
+
 def _reader() -> Any:
     """sys.stdin for a test, at the start of its input (the last test's, unless the program closed it)."""
     reader = _streams[0]
-    if reader is not None and not reader.closed:
+    if _usable(reader):
         try:
             reader.seek(0)  # drops what the last test left buffered, and rewinds fd 0 (shared with the memfd)
             return reader
@@ -94,7 +107,7 @@ def _reader() -> Any:
 def _writer() -> Any:
     """sys.stdout for a test: the last test's (flushed empty at its end), unless the program closed it."""
     writer = _streams[1]
-    if writer is None or writer.closed:
+    if not _usable(writer):
         writer = _streams[1] = _TextIOWrapper(_BufferedWriter(_FileIO(1, "w", closefd=False)), encoding="utf-8",
                                               errors="replace")
     return writer

@@ -123,6 +123,7 @@ def run(job: dict[str, Any], start: int, compiled: list[list[Any]]) -> NoReturn:
         _exit(0)
     send_payload(LOADED, flush=False)
     max_output = int(job["limits"]["max_output_bytes"])
+    io_runner.max_file_bytes = int(job["limits"]["max_file_bytes"])
     stop = bool(job.get("stop_on_first_failure"))
     for index in range(start, len(job["tests"])):
         test = job["tests"][index]

@@ -268,8 +268,9 @@ class ResultCache:
                     results: list[ItemResult | None], profile: str) -> None:
         misses = await self._answer(keys, stops, leaders, results)
         for i in leaders:
-            if results[i] is not None:
-                self._in_flight[keys[i].whole].set_result(results[i])
+            future = self._in_flight[keys[i].whole]
+            if results[i] is not None and not future.done():  # an identical item's run may have answered it
+                future.set_result(results[i])
         if misses:
             await self._run(executor, items, limits, stops, keys, misses, results, profile)
 

@@ -62,6 +62,11 @@ STDIO_CASES: dict[str, tuple[str, Any, dict[str, Any], list[str]]] = {
                                 "sys.stdout.close()\n", DOUBLE, {}, ["pass"] * 3),
     "seeks its stdout back": ("import os, sys\nprint('junk', flush=True)\nos.lseek(1, 0, os.SEEK_SET)\n"
                               "print(int(input()) * 2)\n", DOUBLE, {}, ["fail"] * 3),
+    "rewraps its stdin and stdout": ("import io, sys\nsys.stdout = io.TextIOWrapper(sys.stdout.detach(), 'utf-8')\n"
+                                     "sys.stdin = io.TextIOWrapper(sys.stdin.detach(), 'utf-8')\n"
+                                     "print(int(sys.stdin.read()) * 2)\n", DOUBLE, {}, ["pass"] * 3),
+    "closes fd 1 before its output is flushed": ("import os\nn = int(input())\nprint(n * 2)\nif n == 3:\n"
+                                                 "    os.close(1)\n", DOUBLE, {}, ["fail", "pass", "pass"]),
     "outputs of 600 KB each": ("n = int(input())\nprint('7' * n)\n",
                                {"inputs": ["600000"] * 3, "outputs": ["7" * 600000] * 3}, {}, ["pass"] * 3),
 }
@@ -161,6 +166,27 @@ def test_malformed_io_tests_are_a_422_naming_the_field(client: httpx.Client, tes
     answer = client.post("/v1/rewards", json={"items": [{"response": "print(1)", "tests": tests, **extra}]})
     assert answer.status_code == 422, answer.text
     assert answer.json()["error"]["field"].startswith("items.0")
+
+
+def test_stdout_kept_between_tests_never_eats_the_file_size_limit() -> None:
+    """The stdout memfd keeps earlier tests' output (it is emptied past STDOUT_KEEP_BYTES), and the run's file
+    size limit holds memfds too: it is emptied sooner where what it keeps would leave a test less than its
+    output cap. Run in a process of its own, under a 100 kB limit, 30 kB of output per test."""
+    script = (
+        "import resource, signal, sys\n"
+        "from acecoder_reward.sandbox_worker import io_runner\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))\n"
+        "io_runner.max_file_bytes = 100_000\n"
+        "code = compile(\"print('7' * int(input()))\", 'solution.py', 'exec')\n"
+        "out = [io_runner.run_stdio(code, '30000', 40_000) for _ in range(6)]\n"
+        "sys.stderr.write(repr([len(o) for o in out]))\n")
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == repr([30001] * 6)
 
 
 def test_comparison_rules() -> None:
