@@ -8,6 +8,7 @@ only the response and the candidate-side hole expressions travel to the zygote.
 from __future__ import annotations
 
 import asyncio
+import collections
 import functools
 import marshal
 import threading
@@ -160,10 +161,9 @@ def _failed_in(runnable: list[assertions.TestPlan], raw: bytes) -> bool:
 
 
 def _plan_all(tests: list[str], numpy: bool) -> tuple[list[assertions.TestPlan], frozenset[str]]:
-    names: frozenset[str] = frozenset()
-    for test in tests:
-        names |= _called_names(test)
-    return [_plan(t, numpy) for t in tests], names
+    """Each test's plan, and the names the tests call. Callers hold `TestExecutor._parse_lock`."""
+    planned = [_PLANS.get(t, numpy) for t in tests]
+    return [plan for plan, _ in planned], frozenset().union(*(names for _, names in planned))
 
 
 def _wire_test(plan: assertions.TestPlan) -> dict[str, Any]:
@@ -175,11 +175,41 @@ def _wire_test(plan: assertions.TestPlan) -> dict[str, Any]:
     return test
 
 
-# A problem's tests come back with every one of its N sampled responses: plan each test once. Plans are
-# immutable (the judge only reads them), so sharing them between requests is safe.
-_plan = functools.lru_cache(maxsize=65536)(assertions.plan_test)
+PLAN_MEMO_BYTES = 64 << 20
+PLAN_BYTES_PER_CHAR = 64  # a plan (its syntax tree, holes and scope) takes ~50 bytes per character of its test
 
 
-@functools.lru_cache(maxsize=65536)
-def _called_names(test: str) -> frozenset[str]:
-    return frozenset(extract.called_names([test]))
+class PlanMemo:
+    """Plans and called names per test, least recently used first out, bounded by an estimate of their memory
+    (tests are request input: up to ACECODER_MAX_TEST_CHARS each, whose plan can take a megabyte). A problem's
+    tests come back with every one of its N sampled responses: each is planned once. Plans are immutable (the
+    judge only reads them), so sharing them between requests is safe. Not thread-safe: callers hold a lock."""
+
+    def __init__(self, max_bytes: int = PLAN_MEMO_BYTES) -> None:
+        self.max_bytes = max_bytes
+        self.used_bytes = 0
+        self._entries: collections.OrderedDict[tuple[str, bool], tuple[assertions.TestPlan, frozenset[str]]] = (
+            collections.OrderedDict())
+
+    def get(self, test: str, numpy: bool) -> tuple[assertions.TestPlan, frozenset[str]]:
+        key = (test, numpy)
+        found = self._entries.get(key)
+        if found is not None:
+            self._entries.move_to_end(key)
+            return found
+        found = (assertions.plan_test(test, numpy), frozenset(extract.called_names([test])))
+        cost = _plan_cost(test)
+        if cost <= self.max_bytes // 16:  # no one test may take over a sixteenth of the memo
+            self._entries[key] = found
+            self.used_bytes += cost
+            while self.used_bytes > self.max_bytes:
+                (old, _), _ = self._entries.popitem(last=False)
+                self.used_bytes -= _plan_cost(old)
+        return found
+
+
+def _plan_cost(test: str) -> int:
+    return 1024 + len(test) * PLAN_BYTES_PER_CHAR
+
+
+_PLANS = PlanMemo()

@@ -435,3 +435,33 @@ def test_costly_or_malformed_results_are_refused_at_decode(data: Any) -> None:
 
 def test_modular_pow_of_a_big_exponent_is_allowed() -> None:
     assert _evaluate("assert pow(3, f(1), 10**9 + 7) == pow(3, 10**7, 10**9 + 7)", 10**7)
+
+
+def test_the_plan_memo_is_bounded_by_what_its_plans_take() -> None:
+    """Tests are request input (up to 20,000 characters each, a plan of ~1 MB): the memo of plans is bounded
+    in bytes, its estimate is not below what plans really take, a test too large for it is planned but not
+    kept, and the least recently used go first."""
+    import tracemalloc
+
+    from acecoder_reward.sandbox_worker.executor import PlanMemo
+
+    tests = [f"assert f({k}, [{', '.join(str(j) for j in range(k % 40))}]) == {{'a': [{k}, 'x']}}"
+             for k in range(600)]
+    memo = PlanMemo(max_bytes=1 << 30)
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    for test in tests:
+        memo.get(test, False)
+    held = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    assert held <= memo.used_bytes <= 4 * held, (held, memo.used_bytes)
+
+    small = PlanMemo(max_bytes=memo.used_bytes // 4)
+    for test in tests:
+        plan, names = small.get(test, False)
+        assert plan.outer is not None and names == {"f"}
+    assert small.used_bytes <= small.max_bytes
+    assert (tests[-1], False) in small._entries and (tests[0], False) not in small._entries
+    huge = "assert f([" + "1, " * 5000 + "1]) == 2"
+    assert small.get(huge, False)[1] == {"f"}
+    assert (huge, False) not in small._entries and small.used_bytes <= small.max_bytes
