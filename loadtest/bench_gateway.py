@@ -275,11 +275,13 @@ def print_report(args: argparse.Namespace, sides: Sequence[Side], requests: int)
               f"{min(cpu_us):5.0f} {sum(s.client_cpu_s) / sum(s.walls_s):10.0%}  {counts}")
     if len(sides) == 2:
         new, base = sides
-        cpu = [a / b for a, b in zip(new.gateway_cpu_s, base.gateway_cpu_s, strict=True)]
         rate = [b / a for a, b in zip(new.walls_s, base.walls_s, strict=True)]
+        # CPU time moves in clock ticks (10 ms): a round too short to show any on a side has no ratio.
+        cpu = [a / b for a, b in zip(new.gateway_cpu_s, base.gateway_cpu_s, strict=True) if a > 0 and b > 0]
+        cpu_ratio = (f"x{statistics.median(cpu):.2f} {[round(x, 2) for x in cpu]}" if cpu
+                     else "not measured (rounds shorter than a clock tick of CPU)")
         print(f"  this tree / baseline, paired per round: requests/s x{statistics.median(rate):.2f} "
-              f"{[round(x, 2) for x in rate]}, gateway CPU per request x{statistics.median(cpu):.2f} "
-              f"{[round(x, 2) for x in cpu]}")
+              f"{[round(x, 2) for x in rate]}, gateway CPU per request {cpu_ratio}")
 
 
 def print_profile(side: Side, requests: int, top: int) -> None:
