@@ -73,7 +73,7 @@ def test_a_stop_that_arrives_after_the_run_ended_is_skipped() -> None:
     """The judge's stop can cross the run's report (here it is held back until the run is surely over): the
     zygote skips it, and its next jobs run and are judged as usual."""
 
-    async def scenario() -> list[list[str]]:
+    async def scenario() -> tuple[float, list[list[str]]]:
         pool = SandboxPool(_config(()))
         await pool.start()
         try:
@@ -82,7 +82,7 @@ def test_a_stop_that_arrives_after_the_run_ended_is_skipped() -> None:
 
             async def late(runnable: Any, raw: bytes) -> bool:
                 failed = await judged(runnable, raw)
-                await asyncio.sleep(FULL_RUN_S)  # the run has ended and its report is in the pipe
+                await asyncio.sleep(2 * FULL_RUN_S)  # the run has ended and its report is in the pipe
                 return failed
 
             executor_module._any_failed = late  # type: ignore[assignment]
@@ -92,12 +92,13 @@ def test_a_stop_that_arrives_after_the_run_ended_is_skipped() -> None:
                 executor_module._any_failed = judged
             following = [await executor.execute("print(int(input()) * 2)\n", _io_wire(), LIMITS, stop)
                          for stop in (True, False, True)]
-            return [first.tests.outcomes, *(r.tests.outcomes for r in following)]
+            return first.tests.run_time_s, [first.tests.outcomes, *(r.tests.outcomes for r in following)]
         finally:
             await pool.close()
 
-    first, *following = asyncio.run(scenario())
-    assert first == STOPPED  # the run went on to its end; the judge still counts none after the failure
+    run_time_s, (first, *following) = asyncio.run(scenario())
+    assert run_time_s >= FULL_RUN_S  # the stop came after the run's end: it was the one to skip
+    assert first == STOPPED  # the judge still counts none after the failure
     assert following == [["pass"] * TESTS] * 3
 
 
