@@ -73,6 +73,12 @@ class TestPlan:
     scope: Scope = field(default_factory=Scope, repr=False)
 
 
+def judged_on_a_clock(source: str) -> bool:
+    """Whether the judge's verdict on this test may change from run to run: unittest's regex checks run their
+    pattern over the candidate's text under a time limit (`unittest_checks.search`)."""
+    return "Regex" in source
+
+
 def plan_test(source: str, numpy_allowed: bool = False) -> TestPlan:
     """Parses one test and decides what runs in the sandbox and what is judged outside. `numpy_allowed`:
     runs may import numpy, so the judge evaluates numpy's comparisons (with its own numpy)."""

@@ -141,12 +141,12 @@ def _exec_main(code: Any) -> None:
 
 def _read_from(fd: int, start: int, max_bytes: int) -> bytes:
     """What the memfd holds past `start`, in one read of exactly that size."""
-    size = _fstat(fd).st_size - start
-    if size > max_bytes:
+    end = _fstat(fd).st_size
+    if end - start > max_bytes:
         raise ValueError(f"output over {max_bytes} bytes")
     chunks, offset = [], start
-    while offset < start + size:
-        chunk = _pread(fd, start + size - offset, offset)
+    while offset < end:
+        chunk = _pread(fd, end - offset, offset)
         if not chunk:
             break
         chunks.append(chunk)

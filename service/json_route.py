@@ -18,7 +18,6 @@ from fastapi._compat import ModelField
 from fastapi.responses import Response
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
-from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
@@ -42,8 +41,9 @@ class JsonBodyRoute(APIRoute):
 def _json_body_app(general: ASGIApp, body_field: ModelField, endpoint: Callable[..., Awaitable[Response]],
                    body_name: str, request_name: str) -> ASGIApp:
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive, send)
         try:
-            body = await _read_body(receive)
+            body = await request.body()
         except Exception as exc:  # cut short, or over the size limit: FastAPI meets the same error
             await general(scope, _replay(receive, exc), send)
             return
@@ -51,24 +51,10 @@ def _json_body_app(general: ASGIApp, body_field: ModelField, endpoint: Callable[
         if value is None:
             await general(scope, _replay(receive, body), send)
             return
-        request = Request(scope, _replay(receive, body), send)
-        response = await endpoint(**{body_name: value, request_name: request})
+        response = await endpoint(**{body_name: value, request_name: request})  # its body is read: kept
         await response(scope, receive, send)
 
     return app
-
-
-async def _read_body(receive: Receive) -> bytes:
-    """The whole body, read as Starlette's `Request.body()` reads it."""
-    chunks = []
-    while True:
-        message = await receive()
-        if message["type"] == "http.request":
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body", False):
-                return b"".join(chunks)
-        elif message["type"] == "http.disconnect":
-            raise ClientDisconnect()
 
 
 def _replay(receive: Receive, first: bytes | Exception) -> Receive:

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from acecoder_reward.sandbox_worker import judge
+from acecoder_reward.sandbox_worker.assertions import judged_on_a_clock
 from acecoder_reward.sandbox_worker.executor import ItemResult, Limits
 from acecoder_reward.sandbox_worker.extract import extraction_input
 from acecoder_reward.sandbox_worker.job_queue import connect
@@ -54,8 +55,6 @@ CACHEABLE_STATUSES = PROGRAM_FAILED | {"ok"}
 CACHEABLE_OUTCOMES = frozenset({judge.PASS, judge.FAIL, judge.ERROR})
 UNSHARED_S = 60.0  # after a run that could not be shared (a timeout, a kill), identical items run without waiting
 UNSHARED_MAX = 10_000
-
-
 
 
 @dataclass(frozen=True)
@@ -114,6 +113,9 @@ class ListKey:
     clocked: frozenset[int]  # tests the judge decides on a clock: never stored
 
 
+LIST_MEMO_CHARS = 32_768  # at most 1,024 lists of this many characters are held: 32 M characters
+
+
 def list_key(tests: Sequence[Any], stop: bool) -> ListKey:
     """The list's key parts, computed once per list of asserts (a problem's list comes with each of its N
     samples, and hashing it is most of an item's key) up to LIST_MEMO_CHARS long, so the memo stays small
@@ -121,9 +123,6 @@ def list_key(tests: Sequence[Any], stop: bool) -> ListKey:
     if all(isinstance(t, str) for t in tests) and sum(len(t) for t in tests) <= LIST_MEMO_CHARS:
         return _assert_list_key(tuple(tests), stop)
     return _list_key(tests, stop)
-
-
-LIST_MEMO_CHARS = 32_768  # at most 1,024 lists of this many characters are held: 32 M characters
 
 
 @functools.lru_cache(maxsize=1024)
@@ -140,9 +139,7 @@ def _list_key(tests: Sequence[Any], stop: bool) -> ListKey:
         chain = _digest(chain, digest)
         prefixes.append(b"t" + chain)
     status = b"s" + _digest(chain, b"stop" if stop else b"all")
-    # unittest's regex checks run the test's pattern over the candidate's text under a time limit: their
-    # verdict may differ from run to run.
-    clocked = frozenset(i for i, t in enumerate(tests) if isinstance(t, str) and "Regex" in t)
+    clocked = frozenset(i for i, t in enumerate(tests) if isinstance(t, str) and judged_on_a_clock(t))
     return ListKey(digests, (status, *prefixes), clocked)
 
 
