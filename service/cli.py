@@ -102,12 +102,13 @@ def _serve(settings: Settings, host: str, port: int) -> None:
     import uvicorn
 
     from acecoder_reward.service.app import create_app
+    from acecoder_reward.service.http_protocol import OneWriteHttpToolsProtocol
 
     # log_config=None: uvicorn's records go through our handler (text or JSON, with request ids); the access
     # log is ours too (service/request_ids.py). No proxy headers: nothing here uses the client's address, and
-    # reading X-Forwarded-* cost every request a middleware.
+    # reading X-Forwarded-* cost every request a middleware. Responses leave in one socket write each.
     uvicorn.run(create_app(settings), host=host, port=port, log_level=settings.log_level, access_log=False,
-                log_config=None, proxy_headers=False)
+                log_config=None, proxy_headers=False, http=OneWriteHttpToolsProtocol)
 
 
 if __name__ == "__main__":
