@@ -14,6 +14,8 @@ from typing import Any, Protocol
 
 import redis.asyncio as aioredis
 
+from acecoder_reward.service.step_batch import StepBatcher
+
 # Per-field and per-entry bookkeeping on top of the bytes themselves (two bytes objects and a dict slot per
 # field here, hash nodes in Redis), so the bound tracks real memory rather than payload alone.
 FIELD_OVERHEAD = 112
@@ -165,7 +167,8 @@ return total
 
 
 class RedisStore:
-    """Entries as Redis hashes under `{prefix}:cache:`, shared by every gateway of the cluster."""
+    """Entries as Redis hashes under `{prefix}:cache:`, shared by every gateway of the cluster. The lookups
+    (and the stores) of the requests in one event-loop step go to Redis as one script call."""
 
     kind = "redis"
 
@@ -177,13 +180,19 @@ class RedisStore:
         self.used_bytes = 0
         self._get = redis.register_script(GET_LUA)
         self._put = redis.register_script(PUT_LUA)
+        self._gets = StepBatcher(self._get_now)
+        self._puts = StepBatcher(self._put_now)
 
     def key(self, entry: str) -> str:
         return f"{self.base}:{entry}"
 
     async def get_many(self, lookups: Sequence[tuple[str, Sequence[bytes]]]) -> list[list[bytes | None]]:
-        if not lookups:
-            return []
+        return await self._gets(lookups)
+
+    async def put_many(self, entries: Sequence[tuple[str, dict[bytes, bytes]]]) -> None:
+        await self._puts(entries)
+
+    async def _get_now(self, lookups: Sequence[tuple[str, Sequence[bytes]]]) -> list[list[bytes | None]]:
         args: list[Any] = [self.ttl_ms]
         for _, fields in lookups:
             args.append(len(fields))
@@ -192,9 +201,7 @@ class RedisStore:
             keys=[f"{self.base}:lru", *(self.key(k) for k, _ in lookups)], args=args)
         return [list(values) for values in found]
 
-    async def put_many(self, entries: Sequence[tuple[str, dict[bytes, bytes]]]) -> None:
-        if not entries:
-            return
+    async def _put_now(self, entries: Sequence[tuple[str, dict[bytes, bytes]]]) -> list[None]:
         args: list[Any] = [self.ttl_ms, self.max_bytes]
         for _, fields in entries:
             args.append(len(fields))
@@ -203,6 +210,9 @@ class RedisStore:
         self.used_bytes = int(await self._put(
             keys=[f"{self.base}:lru", f"{self.base}:sizes", f"{self.base}:bytes", *(self.key(k) for k, _ in entries)],
             args=args))
+        return [None] * len(entries)
 
     async def close(self) -> None:
+        await self._gets.close()
+        await self._puts.close()
         await self.redis.aclose()

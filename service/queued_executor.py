@@ -40,17 +40,31 @@ from acecoder_reward.sandbox_worker.job_queue import (
 from acecoder_reward.sandbox_worker.queue_keys import DATA_FIELD, GROUP, QueueKeys
 from acecoder_reward.service.errors import DeadlineExceeded, Overloaded, Unavailable
 from acecoder_reward.service.metrics import Metrics
+from acecoder_reward.service.step_batch import StepBatcher
 
 log = logging.getLogger(__name__)
 REDIS_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
-# KEYS[1]: the job stream; ARGV[1]: the most jobs it may hold; ARGV[2..]: the jobs. Returns the new entry
-# ids, or the stream's length when the jobs do not fit.
+# The job lists of the requests of one event-loop step (StepBatcher), in one call. KEYS[1]: the job stream;
+# ARGV: per list, the most jobs the stream may hold after it, its length, its jobs. Each list is added whole
+# and only if it fits; returns per list its new entry ids, or the stream's length when it did not fit.
 ENQUEUE_LUA = f"""
 local depth = redis.call('XLEN', KEYS[1])
-if depth + #ARGV - 1 > tonumber(ARGV[1]) then return depth end
-local ids = {{}}
-for i = 2, #ARGV do ids[i - 1] = redis.call('XADD', KEYS[1], '*', '{DATA_FIELD}', ARGV[i]) end
-return ids
+local out = {{}}
+local at = 1
+while at <= #ARGV do
+  local bound, n = tonumber(ARGV[at]), tonumber(ARGV[at + 1])
+  at = at + 1
+  if depth + n > bound then
+    out[#out + 1] = depth
+  else
+    local ids = {{}}
+    for i = 1, n do ids[i] = redis.call('XADD', KEYS[1], '*', '{DATA_FIELD}', ARGV[at + i]) end
+    depth = depth + n
+    out[#out + 1] = ids
+  end
+  at = at + n + 1
+end
+return out
 """
 POLL_S = 1.0  # metrics, Redis health and worker count refresh
 REPLY_BATCH = 512
@@ -94,6 +108,7 @@ class QueuedExecutor:
         self.redis: aioredis.Redis = connect(config.redis_url, f"acecoder-gateway:{self.gateway_id}")
         self.clock = RedisClock()
         self._enqueue_script = self.redis.register_script(ENQUEUE_LUA)
+        self._enqueues: StepBatcher[tuple[int, list[bytes]], Any] = StepBatcher(self._enqueue_now)
         self.redis_ok = False
         self.live_workers = 0
         self._profile: str | None = None  # the live workers' common run profile; None while they differ
@@ -119,6 +134,7 @@ class QueuedExecutor:
         _, stuck = await asyncio.wait(self._tasks, timeout=3)
         for task in stuck:
             task.cancel()
+        await self._enqueues.close()
         await self.redis.aclose()
 
     @property
@@ -184,16 +200,22 @@ class QueuedExecutor:
                            "retry later")
 
     async def _enqueue(self, waits: list[_Waiting], max_depth: int) -> None:
-        """Adds the jobs in one round trip, and only if the stream stays within `max_depth` (checked and
-        added atomically, so several gateways together still respect the bound)."""
-        jobs = [w.job.encode_data() for w in waits]
-        added = await self._enqueue_script(keys=[self.keys.jobs], args=[max_depth, *jobs])
+        """Adds the jobs, and only if the stream stays within `max_depth` (checked and added atomically, so
+        several gateways together still respect the bound), in one round trip with the other requests' jobs of
+        this loop step."""
+        added = (await self._enqueues([(max_depth, [w.job.encode_data() for w in waits])]))[0]
         if isinstance(added, int):
             self.metrics.rejected.labels("queue_full").inc()
             raise Overloaded(f"the job queue holds {added} jobs (at most {max_depth}); retry later")
         for w, entry_id in zip(waits, added, strict=True):
             w.entry_id = entry_id
         self.metrics.jobs_enqueued.inc(len(waits))
+
+    async def _enqueue_now(self, job_lists: list[tuple[int, list[bytes]]]) -> list[Any]:
+        args: list[Any] = []
+        for max_depth, jobs in job_lists:
+            args += (max_depth, len(jobs), *jobs)
+        return list(await self._enqueue_script(keys=[self.keys.jobs], args=args))
 
     async def _withdraw(self, waits: list[_Waiting]) -> None:
         """Deletes entries not yet done. A claimed one is deleted too; its worker's result is then ignored."""

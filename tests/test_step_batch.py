@@ -1,0 +1,153 @@
+"""Calls made in one event-loop step share one call (service/step_batch.py); the Redis cache store's lookups
+and stores of concurrent requests go to Redis together, each caller getting its own answers."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+import redis
+import redis.asyncio as aioredis
+
+from acecoder_reward.sandbox_worker.queue_keys import DATA_FIELD
+from acecoder_reward.service.cache_stores import RedisStore
+from acecoder_reward.service.metrics import Metrics
+from acecoder_reward.service.queued_executor import QueueConfig, QueuedExecutor
+from acecoder_reward.service.step_batch import StepBatcher
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+class Recorder:
+    def __init__(self, fail: bool = False) -> None:
+        self.calls: list[list[int]] = []
+        self.fail = fail
+
+    async def __call__(self, args: list[int]) -> list[int]:
+        self.calls.append(list(args))
+        await asyncio.sleep(0.01)
+        if self.fail:
+            raise ConnectionError("Redis went away")
+        return [a * 10 for a in args]
+
+
+def test_calls_of_one_step_go_together_and_each_gets_its_own_results() -> None:
+    async def scenario() -> None:
+        call = Recorder()
+        batch = StepBatcher(call)
+        assert await asyncio.gather(batch([1, 2]), batch([3]), batch([]), batch([4, 5, 6])) == [
+            [10, 20], [30], [], [40, 50, 60]]
+        assert call.calls == [[1, 2, 3, 4, 5, 6]]
+        assert await batch([7]) == [70] and await batch([8]) == [80]  # apart in time: apart
+        assert call.calls[1:] == [[7], [8]]
+        await batch.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_failed_call_fails_every_caller_of_its_batch_and_a_cancelled_caller_harms_none() -> None:
+    async def scenario() -> None:
+        batch = StepBatcher(Recorder(fail=True))
+        results = await asyncio.gather(batch([1]), batch([2]), return_exceptions=True)
+        assert all(isinstance(r, ConnectionError) for r in results)
+
+        call = Recorder()
+        batch = StepBatcher(call)
+        gone = asyncio.ensure_future(batch([1]))
+        kept = asyncio.ensure_future(batch([2]))
+        await asyncio.sleep(0)
+        gone.cancel()
+        assert await kept == [20]
+        with pytest.raises(asyncio.CancelledError):
+            await gone
+        assert call.calls == [[1, 2]]
+        await batch.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_call_many_that_miscounts_its_results_is_an_error_not_a_misrouted_answer() -> None:
+    async def short(args: list[int]) -> Sequence[int]:
+        return args[:-1]
+
+    async def scenario() -> None:
+        batch = StepBatcher(short)
+        with pytest.raises(RuntimeError, match="results"):
+            await asyncio.gather(batch([1]), batch([2]))
+
+    asyncio.run(scenario())
+
+
+class CountingScript:
+    def __init__(self, script: Any) -> None:
+        self.script = script
+        self.calls = 0
+
+    async def __call__(self, **kwargs: Any) -> Any:
+        self.calls += 1
+        return await self.script(**kwargs)
+
+
+def test_the_redis_store_serves_concurrent_requests_in_one_round_trip_each_way() -> None:
+    prefix = f"t{uuid.uuid4().hex[:8]}"
+    sync = redis.Redis.from_url(REDIS_URL)
+
+    async def scenario() -> None:
+        store = RedisStore(aioredis.Redis.from_url(REDIS_URL), prefix, max_bytes=1 << 20, ttl_s=60)
+        gets, puts = CountingScript(store._get), CountingScript(store._put)
+        store._get, store._put = gets, puts  # type: ignore[method-assign]  # the real scripts, counted
+        try:
+            await asyncio.gather(*(store.put_many([(f"e{n}", {b"code": b"c%d" % n, b"t": b"%d" % n})])
+                                   for n in range(20)))
+            assert puts.calls == 1
+            found = await asyncio.gather(*(store.get_many([(f"e{n}", [b"code", b"t", b"u"]), ("none", [b"code"])])
+                                           for n in range(20)))
+            assert gets.calls == 1
+            assert found == [[[b"c%d" % n, b"%d" % n, None], [None]] for n in range(20)]
+            assert store.used_bytes == int(sync.get(f"{prefix}:cache:bytes") or 0) > 0
+        finally:
+            await store.close()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        for key in sync.scan_iter(f"{prefix}*"):
+            sync.delete(key)
+
+
+def test_the_job_lists_of_one_step_are_enqueued_in_one_call_each_whole_or_refused() -> None:
+    """Requests that enqueue in the same step share one script call; each list still fits the bound whole
+    or is refused whole (429), as when each went alone."""
+    prefix = f"t{uuid.uuid4().hex[:8]}"
+    sync = redis.Redis.from_url(REDIS_URL)
+
+    async def scenario() -> None:
+        config = QueueConfig(REDIS_URL, prefix, max_depth=5, request_timeout_s=30, heartbeat_ttl_s=10,
+                             audit_interval_s=60)
+        executor = QueuedExecutor(config, Metrics())
+        script = CountingScript(executor._enqueue_script)
+        executor._enqueue_script = script  # type: ignore[method-assign]  # the real script, counted
+        try:
+            lists = [[b"a1", b"a2"], [b"b1", b"b2", b"b3", b"b4"], [b"c1", b"c2", b"c3"], [b"d1"]]
+            answers = await asyncio.gather(*(executor._enqueues([(5, jobs)]) for jobs in lists))
+            assert script.calls == 1
+            # a fits; b (2 + 4 > 5) gets the depth; c fits; d (5 + 1 > 5) gets the depth
+            assert [("full", a[0]) if isinstance(a[0], int) else ("ids", len(a[0])) for a in answers] == [
+                ("ids", 2), ("full", 2), ("ids", 3), ("full", 5)]
+            assert sync.xlen(f"{prefix}:jobs") == 5
+            entries = [fields[DATA_FIELD.encode()] for _, fields in sync.xrange(f"{prefix}:jobs")]
+            assert entries == [b"a1", b"a2", b"c1", b"c2", b"c3"]
+            assert isinstance((await executor._enqueues([(1 << 62, [b"e1"])]))[0], list)  # no bound: added
+            assert script.calls == 2 and sync.xlen(f"{prefix}:jobs") == 6
+        finally:
+            await executor._enqueues.close()
+            await executor.redis.aclose()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        for key in sync.scan_iter(f"{prefix}*"):
+            sync.delete(key)
