@@ -350,7 +350,9 @@ def figures_of(run: Run, workload: Sequence[Sample], args: argparse.Namespace, h
         "machine": machine(),
         "config": {"seed": args.seed, "problems": n // args.samples, "samples_per_problem": args.samples,
                    "samples": n, "distinct_programs": sum(s.occurrence == 0 for s in workload),
-                   "repeat_share": repeat_share(workload), "kinds": list(MUTATIONS), "rounds": args.rounds,
+                   "repeat_share": repeat_share(workload),
+                   "ceiling_with_free_repeats": 1 / (1 - repeat_share(workload)),
+                   "kinds": list(MUTATIONS), "rounds": args.rounds,
                    "openrlhf_concurrency": how.concurrency, "max_items_per_request": how.max_items,
                    "verl_requests": [len(c) for c in verl_chunks(n, how.max_items)]},
         "programs_per_s": rates, "cache_speedup": speedups, "human_eval": he,
@@ -364,6 +366,9 @@ def print_report(f: dict[str, Any]) -> None:
     print(f"\nRL-shaped HumanEval workload: {c['problems']} problems x {c['samples_per_problem']} samples = "
           f"{c['samples']} samples, {c['distinct_programs']} distinct programs, repeat share "
           f"{c['repeat_share']:.4f}; interleaved rounds: {c['rounds']}; nproc={m['nproc']} ({m['cpu_model']})")
+    print(f"  ceiling: were every repeat free and every program as costly as the next, cache on / off would be "
+          f"1 / (1 - repeat share) = {c['ceiling_with_free_repeats']:.2f}x (repeats lean to the correct programs, "
+          "which run every test: a little more)")
     for note in f["notes"].values():
         print(f"  note: {note}")
     print(f"  {'mode':34s} {'programs/s':>11s} {'best':>8s} {'client CPU':>10s} {'machine busy':>12s}  "
