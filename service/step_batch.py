@@ -44,6 +44,9 @@ class StepBatcher(Generic[A, R]):
         task.add_done_callback(self._running.discard)
 
     async def _run(self, batch: list[tuple[Sequence[A], asyncio.Future[list[R]]]]) -> None:
+        batch = [(args, future) for args, future in batch if not future.done()]  # callers gone by now ask nothing
+        if not batch:
+            return
         try:
             results = list(await self._call_many([a for args, _ in batch for a in args]))
             if len(results) != sum(len(args) for args, _ in batch):
