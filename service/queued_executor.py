@@ -87,6 +87,7 @@ class _Request:
     remaining: int
     done: asyncio.Future[None]
     on_result: OnResult | None = None  # told of each item as its result arrives
+    gone: bool = False  # ended with items unfinished: jobs still being added are withdrawn once their ids come
 
 
 @dataclass
@@ -108,7 +109,7 @@ class QueuedExecutor:
         self.redis: aioredis.Redis = connect(config.redis_url, f"acecoder-gateway:{self.gateway_id}")
         self.clock = RedisClock()
         self._enqueue_script = self.redis.register_script(ENQUEUE_LUA)
-        self._enqueues: StepBatcher[tuple[int, list[bytes]], Any] = StepBatcher(self._enqueue_now)
+        self._enqueues: StepBatcher[tuple[int, list[_Waiting]], Any] = StepBatcher(self._enqueue_now)
         self.redis_ok = False
         self.live_workers = 0
         self._profile: str | None = None  # the live workers' common run profile; None while they differ
@@ -183,6 +184,7 @@ class QueuedExecutor:
             for w in waits:
                 self._waiting.pop(w.job.id, None)
             if unfinished:  # timed out, or the caller went away: no worker should run these for nobody
+                request.gone = True  # jobs whose enqueue is still out are withdrawn when it answers
                 await asyncio.shield(self._withdraw(unfinished))
         return [w.result.item for w in waits if w.result is not None]
 
@@ -203,19 +205,30 @@ class QueuedExecutor:
         """Adds the jobs, and only if the stream stays within `max_depth` (checked and added atomically, so
         several gateways together still respect the bound), in one round trip with the other requests' jobs of
         this loop step."""
-        added = (await self._enqueues([(max_depth, [w.job.encode_data() for w in waits])]))[0]
+        added = (await self._enqueues([(max_depth, waits)]))[0]
         if isinstance(added, int):
             self.metrics.rejected.labels("queue_full").inc()
             raise Overloaded(f"the job queue holds {added} jobs (at most {max_depth}); retry later")
-        for w, entry_id in zip(waits, added, strict=True):
-            w.entry_id = entry_id
         self.metrics.jobs_enqueued.inc(len(waits))
 
-    async def _enqueue_now(self, job_lists: list[tuple[int, list[bytes]]]) -> list[Any]:
+    async def _enqueue_now(self, job_lists: list[tuple[int, list[_Waiting]]]) -> list[Any]:
+        """One call for the job lists of a step; sets each added job's entry id, and withdraws at once the jobs
+        of a request that went away while the call was out (nothing else knows their ids)."""
         args: list[Any] = []
-        for max_depth, jobs in job_lists:
-            args += (max_depth, len(jobs), *jobs)
-        return list(await self._enqueue_script(keys=[self.keys.jobs], args=args))
+        for max_depth, waits in job_lists:
+            args += (max_depth, len(waits), *(w.job.encode_data() for w in waits))
+        answers = list(await self._enqueue_script(keys=[self.keys.jobs], args=args))
+        orphans = []
+        for (_, waits), added in zip(job_lists, answers, strict=True):
+            if isinstance(added, int):
+                continue
+            for w, entry_id in zip(waits, added, strict=True):
+                w.entry_id = entry_id
+                if w.request.gone and w.result is None:
+                    orphans.append(w)
+        if orphans:
+            await self._withdraw(orphans)
+        return answers
 
     async def _withdraw(self, waits: list[_Waiting]) -> None:
         """Deletes entries not yet done. A claimed one is deleted too; its worker's result is then ignored."""

@@ -6,9 +6,12 @@ import asyncio
 import json
 import socket
 import struct
+import sys
 from urllib.parse import urlsplit
 
-from acecoder_reward.service.http_protocol import _OneWritePerStep
+import pytest
+
+from acecoder_reward.service.http_protocol import FLUSH_BYTES, _OneWritePerStep
 from loadtest.gateway_process import Gateway
 
 
@@ -59,6 +62,19 @@ def test_writes_of_one_step_go_out_as_one_write_in_order() -> None:
     asyncio.run(scenario())
 
 
+def test_what_is_held_is_bounded_and_goes_to_the_socket_past_the_bound() -> None:
+    async def scenario() -> None:
+        real, held = held_transport()
+        chunk = b"x" * (FLUSH_BYTES // 4)
+        for _ in range(5):  # a streamed answer written without a pause: the transport sees it as it grows
+            held.write(chunk)
+        assert real.writes == [chunk * 4] and held.get_write_buffer_size() == len(chunk)
+        await asyncio.sleep(0)
+        assert real.writes == [chunk * 4, chunk]
+
+    asyncio.run(scenario())
+
+
 def test_close_sends_what_is_held_first_and_abort_drops_it() -> None:
     async def scenario() -> None:
         real, held = held_transport()
@@ -87,6 +103,7 @@ def data_segments_in(sock: socket.socket) -> int:
     return int(struct.unpack_from("I", sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 256), 152)[0])
 
 
+@pytest.mark.skipif(sys.platform != "linux", reason="reads Linux's tcp_info")
 def test_the_served_gateway_answers_in_one_segment_and_before_closing(gateway: Gateway) -> None:
     parts = urlsplit(gateway.url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
@@ -111,3 +128,19 @@ def test_the_served_gateway_answers_in_one_segment_and_before_closing(gateway: G
             received += chunk
         head, _, body = received.partition(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 200") and json.loads(body)["status"] == "ok"
+
+
+def test_a_client_that_half_closes_after_its_request_still_gets_the_answer(gateway: Gateway) -> None:
+    """`nc -N`-style probes send, then shut their side: the answer written in that step must still go out
+    (the event loop closes the socket right after the end of the stream is read)."""
+    parts = urlsplit(gateway.url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    for _ in range(5):
+        with socket.create_connection((host, port), timeout=10) as sock:
+            sock.sendall(_request("/health", host, close=False))
+            sock.shutdown(socket.SHUT_WR)
+            received = b""
+            while chunk := sock.recv(65536):
+                received += chunk
+            head, _, body = received.partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 200") and json.loads(body)["status"] == "ok", received
