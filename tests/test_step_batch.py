@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from types import SimpleNamespace
 from typing import Any
 
@@ -134,10 +134,9 @@ class CountingScript:
 
 
 def test_the_redis_store_serves_concurrent_requests_in_one_round_trip_each_way() -> None:
-    prefix = f"t{uuid.uuid4().hex[:8]}"
     sync = redis.Redis.from_url(REDIS_URL)
 
-    async def scenario() -> None:
+    async def scenario(prefix: str) -> None:
         store = RedisStore(aioredis.Redis.from_url(REDIS_URL), prefix, max_bytes=1 << 20, ttl_s=60)
         gets, puts = CountingScript(store._get), CountingScript(store._put)
         store._get, store._put = gets, puts  # type: ignore[method-assign]  # the real scripts, counted
@@ -153,11 +152,23 @@ def test_the_redis_store_serves_concurrent_requests_in_one_round_trip_each_way()
         finally:
             await store.close()
 
+    on_fresh_prefix(scenario)
+
+
+def on_fresh_prefix(scenario: Callable[[str], Coroutine[Any, Any, None]]) -> None:
+    """Runs `scenario(prefix)` on keys of its own in the suite's Redis, deleted afterwards."""
+    prefix = f"t{uuid.uuid4().hex[:8]}"
     try:
-        asyncio.run(scenario())
+        asyncio.run(scenario(prefix))
     finally:
+        sync = redis.Redis.from_url(REDIS_URL)
         for key in sync.scan_iter(f"{prefix}*"):
             sync.delete(key)
+
+
+def queued_executor(prefix: str, max_depth: int) -> QueuedExecutor:
+    return QueuedExecutor(QueueConfig(REDIS_URL, prefix, max_depth=max_depth, request_timeout_s=30,
+                                      heartbeat_ttl_s=10, audit_interval_s=60), Metrics())
 
 
 def waiting(datas: list[bytes]) -> list[Any]:
@@ -170,13 +181,10 @@ def waiting(datas: list[bytes]) -> list[Any]:
 def test_the_job_lists_of_one_step_are_enqueued_in_one_call_each_whole_or_refused() -> None:
     """Requests that enqueue in the same step share one script call; each list still fits the bound whole
     or is refused whole (429), as when each went alone."""
-    prefix = f"t{uuid.uuid4().hex[:8]}"
     sync = redis.Redis.from_url(REDIS_URL)
 
-    async def scenario() -> None:
-        config = QueueConfig(REDIS_URL, prefix, max_depth=5, request_timeout_s=30, heartbeat_ttl_s=10,
-                             audit_interval_s=60)
-        executor = QueuedExecutor(config, Metrics())
+    async def scenario(prefix: str) -> None:
+        executor = queued_executor(prefix, max_depth=5)
         script = CountingScript(executor._enqueue_script)
         executor._enqueue_script = script  # type: ignore[method-assign]  # the real script, counted
         try:
@@ -198,23 +206,16 @@ def test_the_job_lists_of_one_step_are_enqueued_in_one_call_each_whole_or_refuse
             await executor._enqueues.close()
             await executor.redis.aclose()
 
-    try:
-        asyncio.run(scenario())
-    finally:
-        for key in sync.scan_iter(f"{prefix}*"):
-            sync.delete(key)
+    on_fresh_prefix(scenario)
 
 
 def test_jobs_of_a_request_gone_while_its_enqueue_was_out_are_withdrawn() -> None:
     """A client that goes away while its request's jobs are being added: the ids come back after the request
     has ended, and the jobs are withdrawn then, not left for workers to run for nobody."""
-    prefix = f"t{uuid.uuid4().hex[:8]}"
     sync = redis.Redis.from_url(REDIS_URL)
 
-    async def scenario() -> None:
-        config = QueueConfig(REDIS_URL, prefix, max_depth=100, request_timeout_s=30, heartbeat_ttl_s=10,
-                             audit_interval_s=60)
-        executor = QueuedExecutor(config, Metrics())
+    async def scenario(prefix: str) -> None:
+        executor = queued_executor(prefix, max_depth=100)
         executor.redis_ok, executor.live_workers = True, 1  # what its poll finds with a worker up
         real, out = executor._enqueue_script, asyncio.Event()
 
@@ -237,8 +238,4 @@ def test_jobs_of_a_request_gone_while_its_enqueue_was_out_are_withdrawn() -> Non
         finally:
             await executor.redis.aclose()
 
-    try:
-        asyncio.run(scenario())
-    finally:
-        for key in sync.scan_iter(f"{prefix}*"):
-            sync.delete(key)
+    on_fresh_prefix(scenario)
